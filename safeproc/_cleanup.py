@@ -1,0 +1,422 @@
+"""The child's exit sequence: what runs, in which order, and why.
+
+Everything a safeproc child does beyond the plain library lives here, each
+step a small named function, in the order it runs::
+
+    parent                               child (SafeProcess._bootstrap)
+    ------                               -----------------------------
+    SafeProcess(cleanup=policy)
+      .start()  --- fork / forkserver -->  begin_child()          at child start
+                    / spawn (pickled)        freeze_inherited_heap       gc.freeze()
+                                             mark_finalizer_boundary     weakref.finalize index
+                                             drop_inherited_atexit       atexit._clear() (< 3.13)
+                                             isolate_inherited_logging   parent's buffered records
+                                             prepare_stdio               policy.stdio
+                                             install_sigterm_cleanup     policy.sigterm
+                                           plain _bootstrap()     target, thread join,
+                                             run() returns -> arm deadline   multiprocessing's
+                                                                             own finalizers
+                                           finish_child()         in this order
+                                             run_child_atexit
+                                             run_child_finalizers
+                                             collect_child_garbage
+                                             shutdown_child_logging
+                                             flush_child_files
+                                             flush_stdio
+      .exitcode  <-- os._exit(code) ----   (popen)
+      .cleanup_report <-- report file ---  rewritten after every step
+
+A forked child (fork, forkserver) finalizes only what it created: the
+inherited heap is frozen, so ``gc.collect()`` and ``gc.get_objects()`` see
+only child-made objects; finalizers older than the boundary and atexit
+handlers registered before the child started never run in it. A spawned
+child is a fresh interpreter whose normal exit already collects garbage,
+shuts logging down and flushes files after ``_bootstrap`` returns: there
+safeproc runs only the atexit and finalizer steps (so the deadline and the
+report cover them) and the final stdio flush.
+
+Every step runs in its own ``try``: an error is printed the way CPython
+prints errors in ``__del__`` and atexit handlers (``os._exit`` would
+otherwise hide it), never changes the exit code, and never stops the
+steps after it.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import os
+import sys
+import threading
+import time
+import types
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from safeproc import _compat
+from safeproc._deadline import arm_deadline, disarm_deadline
+from safeproc._report import ReportWriter, StepReport
+from safeproc._stdio import flush_stdio, prepare_stdio, resolve_stdio_mode
+
+if TYPE_CHECKING:
+    from safeproc._policy import CleanupPolicy, StdioMode
+
+__all__ = ["ChildExit", "begin_child", "finish_child", "report_unraisable"]
+
+
+# -- fork bookkeeping (runs in every process that imported safeproc) --------
+
+_forked_since_import = False
+_threads_at_last_fork = 1
+
+
+def _before_fork() -> None:
+    global _threads_at_last_fork  # noqa: PLW0603 - read by the child
+    _threads_at_last_fork = threading.active_count()
+
+
+def _after_fork_in_child() -> None:
+    global _forked_since_import  # noqa: PLW0603 - set once per child
+    _forked_since_import = True
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
+def is_forked_child(start_method: str | None) -> bool:
+    """Tell whether this process inherited a parent's heap.
+
+    A fork child (and a forkserver child whose server had imported safeproc)
+    ran the at-fork hook; a forkserver child whose server had not is
+    recognised by its start method.
+    """
+    return _forked_since_import or start_method == "forkserver"
+
+
+# -- state ------------------------------------------------------------------
+
+
+@dataclass
+class ChildExit:
+    """What :func:`begin_child` learnt that :func:`finish_child` needs."""
+
+    policy: CleanupPolicy
+    forked: bool
+    stdio: StdioMode
+    finalizer_boundary: int = 0
+    inherited_handlers: tuple[Any, ...] = ()
+    report: ReportWriter | None = None
+    finished: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+# -- errors -----------------------------------------------------------------
+
+
+def report_unraisable(err_msg: str, obj: object) -> None:
+    """Print the exception being handled as CPython prints ``__del__`` errors.
+
+    Goes through :data:`sys.unraisablehook`, so a custom hook sees it too.
+    """
+    exc_type, exc_value, exc_tb = sys.exc_info()
+    args = types.SimpleNamespace(
+        exc_type=exc_type,
+        exc_value=exc_value,
+        exc_traceback=exc_tb,
+        err_msg=err_msg,
+        object=obj,
+    )
+    try:
+        sys.unraisablehook(args)
+    except BaseException:  # noqa: BLE001 - a broken hook: last resort
+        sys.__unraisablehook__(args)
+
+
+class _ErrorRecorder:
+    """Records unraisable errors for the report, then prints them as usual."""
+
+    def __init__(self, sink: list[str]) -> None:
+        self.sink = sink
+        self.previous = sys.unraisablehook
+
+    def __call__(self, args: Any) -> None:  # noqa: ANN401 - UnraisableHookArgs
+        name = getattr(args.exc_type, "__name__", "Exception")
+        self.sink.append(f"{args.err_msg or 'Exception ignored in'}: {name}: {args.exc_value}")
+        self.previous(args)
+
+    def __enter__(self) -> None:
+        sys.unraisablehook = self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.unraisablehook = self.previous
+
+
+# -- at child start ---------------------------------------------------------
+
+
+def begin_child(
+    policy: CleanupPolicy,
+    *,
+    start_method: str | None,
+    report_path: str | None,
+) -> ChildExit:
+    """Record the boundary between inherited and child-made state."""
+    forked = is_forked_child(start_method)
+    state = ChildExit(
+        policy=policy,
+        forked=forked,
+        stdio=resolve_stdio_mode(policy.stdio, forked=forked, parent_threads=_threads_at_last_fork),
+    )
+    if policy.report and report_path is not None:
+        state.report = ReportWriter(report_path, trigger="exit", timeout=policy.timeout)
+    if forked:
+        freeze_inherited_heap()
+        state.finalizer_boundary = mark_finalizer_boundary(policy)
+        drop_inherited_atexit()
+        state.inherited_handlers = isolate_inherited_logging()
+    prepare_stdio(state.stdio)
+    return state
+
+
+def freeze_inherited_heap() -> None:
+    """Move every inherited object to the permanent generation.
+
+    A later ``gc.collect()`` (ours, or one the child's allocations trigger)
+    then never finalizes the parent's garbage, and costs what the child
+    created rather than what it inherited.
+    """
+    gc.freeze()
+
+
+def mark_finalizer_boundary(policy: CleanupPolicy) -> int:
+    """Return the first ``weakref.finalize`` index that belongs to the child.
+
+    Inherited finalizers are marked ``atexit=False`` in the child's copy of
+    the registry, so weakref's own exit hook selects only the child's. That
+    hook is re-armed: the child's first finalizer registers it with atexit at
+    the position a normal program would (3.13 loses child finalizers because
+    the inherited "already registered" flag stays set). With
+    ``finalizers=False`` it stays disarmed.
+    """
+    for info in list(_compat.finalize_registry().values()):
+        info.atexit = False
+    weakref.finalize._registered_with_atexit = not policy.finalizers  # type: ignore[attr-defined]
+    return _compat.next_finalize_index()
+
+
+def drop_inherited_atexit() -> None:
+    """Forget the parent's atexit handlers (3.13's launcher already does)."""
+    if not _compat.POPEN_CLEARS_ATEXIT:
+        _compat.clear_atexit()
+
+
+def isolate_inherited_logging() -> tuple[Any, ...]:
+    """Return the inherited logging handlers; empty their record buffers.
+
+    A parent's ``MemoryHandler`` buffer holds records the parent will flush
+    itself: the child's copy is dropped so they never appear twice, and the
+    records the child logs through it reach the target once, at child exit.
+    """
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return ()
+    inherited = tuple(logging._handlerList)
+    buffering = _buffering_handler_class()
+    if buffering is not None:
+        for ref in inherited:
+            handler = ref()
+            if isinstance(handler, buffering):
+                handler.buffer = []
+    return inherited
+
+
+# -- at child end -----------------------------------------------------------
+
+
+def wrap_run_with_deadline(run: Callable[[], None], state: ChildExit) -> Callable[[], None]:
+    """Return *run* so that the cleanup deadline starts when it ends.
+
+    The plain bootstrap joins the child's non-daemon threads right after
+    ``run()``; arming the timer here puts that join under the deadline too.
+    """
+
+    def run_then_arm_deadline() -> None:
+        try:
+            run()
+        finally:
+            arm_deadline(state.policy.timeout)
+
+    return run_then_arm_deadline
+
+
+def finish_child(state: ChildExit) -> None:
+    """Run the exit sequence once, in order; each step isolated."""
+    if state.finished:
+        return
+    state.finished = True
+    policy = state.policy
+    steps: list[tuple[str, bool, Callable[[ChildExit], int]]] = [
+        ("atexit", policy.atexit, run_child_atexit),
+        ("finalizers", policy.finalizers, run_child_finalizers),
+        ("gc", policy.gc and state.forked, collect_child_garbage),
+        ("logging", policy.logging and state.forked, shutdown_child_logging),
+        ("files", policy.files and state.forked, flush_child_files),
+        ("stdio", state.stdio != "none", _flush_stdio_step),
+    ]
+    with _ErrorRecorder(state.errors):
+        for name, enabled, step in steps:
+            if enabled:
+                _run_step(state, name, step)
+    disarm_deadline()
+
+
+def _run_step(state: ChildExit, name: str, step: Callable[[ChildExit], int]) -> None:
+    report = state.report
+    if report is not None:
+        report.steps.append(StepReport(name=name, completed=False))
+        _write_report(report)
+    errors_before = len(state.errors)
+    started = time.perf_counter()
+    count = 0
+    try:
+        count = step(state)
+    except BaseException:  # noqa: BLE001 - reported below, never fatal
+        report_unraisable(f"Exception ignored in safeproc cleanup step {name!r}", step)
+    if report is not None:
+        report.steps[-1] = StepReport(
+            name=name,
+            count=count,
+            seconds=time.perf_counter() - started,
+            errors=tuple(state.errors[errors_before:]),
+        )
+        _write_report(report)
+
+
+def _write_report(report: ReportWriter) -> None:
+    try:
+        report.write()
+    except OSError:
+        report_unraisable("Exception ignored while writing the safeproc report", report.path)
+
+
+def run_child_atexit(state: ChildExit) -> int:  # noqa: ARG001 - step signature
+    """Run the child's atexit handlers, last registered first, once."""
+    count = _compat.atexit_handler_count()
+    _compat.run_atexit_handlers()  # also empties the list: 3.13's run is a no-op
+    return count
+
+
+def run_child_finalizers(state: ChildExit) -> int:
+    """Run the child's ``weakref.finalize(..., atexit=True)`` callbacks left.
+
+    Usually weakref's own hook already ran them during the atexit step, at
+    a normal program's position; this runs what is left (``atexit=False``,
+    or a hook registered before the child started). It mirrors
+    ``weakref.finalize._exitfunc`` (newest first, gc disabled, re-selecting
+    when a callback creates finalizers), for indices at or above the
+    child's boundary only.
+    """
+    cls: Any = weakref.finalize
+    registry = _compat.finalize_registry()
+    boundary = state.finalizer_boundary
+
+    def select() -> list[Any]:
+        live = [(f, i) for f, i in list(registry.items()) if i.atexit and i.index >= boundary]
+        live.sort(key=lambda item: item[1].index)
+        return [f for f, _ in live]
+
+    ran = 0
+    reenable_gc = gc.isenabled()
+    gc.disable()
+    try:
+        pending: list[Any] | None = None
+        while True:
+            if pending is None or cls._dirty:
+                pending = select()
+                cls._dirty = False
+            if not pending:
+                break
+            finalizer = pending.pop()
+            try:
+                finalizer()
+            except Exception:  # noqa: BLE001 - reported like CPython does
+                report_unraisable("Exception ignored in weakref.finalize callback", finalizer)
+            ran += 1
+    finally:
+        # As at interpreter exit: no finalizer runs after this point.
+        cls._shutdown = True
+        if reenable_gc:
+            gc.enable()
+    return ran
+
+
+def collect_child_garbage(state: ChildExit) -> int:  # noqa: ARG001 - step signature
+    """Collect the cyclic garbage the child created (inherited is frozen)."""
+    return gc.collect()
+
+
+def shutdown_child_logging(state: ChildExit) -> int:
+    """Flush and close child-made handlers; flush inherited buffering ones."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return 0
+    inherited = set(state.inherited_handlers)
+    child_refs = [ref for ref in list(logging._handlerList) if ref not in inherited]
+    for ref in reversed(child_refs):
+        try:
+            logging.shutdown([ref])
+        except Exception:  # noqa: BLE001 - reported like CPython does
+            report_unraisable("Exception ignored while shutting down logging handler", ref())
+    flushed = 0
+    buffering = _buffering_handler_class()
+    if buffering is not None:
+        for ref in state.inherited_handlers:
+            handler = ref()
+            if isinstance(handler, buffering):
+                try:
+                    handler.flush()
+                except Exception:  # noqa: BLE001 - reported like CPython does
+                    report_unraisable("Exception ignored while flushing logging handler", handler)
+                flushed += 1
+    return len(child_refs) + flushed
+
+
+def _buffering_handler_class() -> Any:  # noqa: ANN401 - a class or None
+    handlers = sys.modules.get("logging.handlers")
+    return getattr(handlers, "BufferingHandler", None)
+
+
+def flush_child_files(state: ChildExit) -> int:  # noqa: ARG001 - step signature
+    """Flush buffered files the child opened and still holds.
+
+    ``gc.get_objects()`` excludes the frozen (inherited) heap, so an
+    inherited file, whose buffer holds the parent's bytes, is never touched.
+    Text layers are flushed before the binary buffers under them.
+    """
+    streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    std = {id(s) for s in streams} | {id(getattr(s, "buffer", None)) for s in streams}
+    text: list[Any] = []
+    binary: list[Any] = []
+    for obj in gc.get_objects():
+        if isinstance(obj, io.TextIOWrapper):
+            text.append(obj)
+        elif isinstance(obj, (io.BufferedWriter, io.BufferedRandom)):
+            binary.append(obj)
+    flushed = 0
+    for f in (*text, *binary):
+        if id(f) in std:
+            continue
+        try:
+            if f.closed or not f.writable():
+                continue
+            f.flush()
+        except (OSError, ValueError):
+            report_unraisable("Exception ignored while flushing file", f)
+        flushed += 1
+    return flushed
+
+
+def _flush_stdio_step(state: ChildExit) -> int:
+    flush_stdio(state.stdio)
+    return 2

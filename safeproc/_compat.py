@@ -1,0 +1,83 @@
+"""Every version- and platform-dependent detail safeproc relies on.
+
+A reader looking for an ``if sys.version_info`` finds all of them here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import sys
+import weakref
+from typing import Any, Callable
+
+if sys.version_info >= (3, 10):
+    from typing import TypeAlias
+else:  # pragma: no cover - exercised on 3.9 only
+    from typing_extensions import TypeAlias
+
+if sys.version_info >= (3, 11):
+    from typing import Never, Self
+else:  # pragma: no cover - exercised on 3.9 and 3.10 only
+    from typing_extensions import Never, Self
+
+__all__ = [
+    "POPEN_CLEARS_ATEXIT",
+    "Never",
+    "Self",
+    "TypeAlias",
+    "atexit_handler_count",
+    "clear_atexit",
+    "finalize_registry",
+    "next_finalize_index",
+    "run_atexit_handlers",
+]
+
+#: 3.13's fork and forkserver launchers clear the inherited atexit list in
+#: the child, register ``util._exit_function`` and run the list after
+#: ``_bootstrap`` returns (cpython#83856).
+POPEN_CLEARS_ATEXIT = sys.version_info >= (3, 13)
+
+
+def clear_atexit() -> None:
+    """Drop every registered atexit handler (they were inherited)."""
+    atexit._clear()
+
+
+def run_atexit_handlers() -> None:
+    """Run and clear the atexit list as interpreter exit would.
+
+    CPython reports each failing handler itself ("Exception ignored in atexit
+    callback" from 3.10, "Error in atexit._run_exitfuncs" on 3.9). 3.9 then
+    re-raises the last error from ``_run_exitfuncs``; that error was already
+    printed, so it is dropped here rather than reported twice.
+    """
+    if sys.version_info >= (3, 10):
+        atexit._run_exitfuncs()
+        return
+    # pragma: no cover - exercised on 3.9 only
+    with contextlib.suppress(BaseException):  # already printed by CPython
+        atexit._run_exitfuncs()
+
+
+def atexit_handler_count() -> int:
+    """Return how many atexit handlers are registered."""
+    count: Callable[[], int] = atexit._ncallbacks
+    return count()
+
+
+def next_finalize_index() -> int:
+    """Return the index the next ``weakref.finalize`` will receive.
+
+    Consuming one value of the counter is harmless: indices only order
+    finalizers, they need not be contiguous.
+    """
+    index_iter: Any = weakref.finalize._index_iter  # type: ignore[attr-defined]
+    index: int = next(index_iter)
+    return index
+
+
+def finalize_registry() -> dict[Any, Any]:
+    """Return ``weakref.finalize``'s live registry (finalizer -> info)."""
+    registry: dict[Any, Any] = weakref.finalize._registry  # type: ignore[attr-defined]
+    return registry

@@ -1,0 +1,243 @@
+"""Process classes whose children run the exit sequence of ``_cleanup``.
+
+One mixin, :class:`SafeProcessMixin`, overrides ``_bootstrap`` (the method
+that runs in the child and returns the exit code the launcher passes to
+``os._exit``). It is combined with every concrete process class of both
+backends; the classes live at module level under stable names because spawn
+and forkserver pickle process objects by class name.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import multiprocessing
+import multiprocessing.context as _std_context
+from typing import Any, Callable, ClassVar, TypeVar
+
+import multiprocess
+import multiprocess.context as _dill_context
+
+from safeproc._cleanup import begin_child, finish_child, report_unraisable, wrap_run_with_deadline
+from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
+from safeproc._report import CleanupReport, new_report_path, read_report
+
+__all__ = [
+    "DillSafeForkProcess",
+    "DillSafeForkServerProcess",
+    "DillSafeProcess",
+    "DillSafeSpawnProcess",
+    "SafeForkProcess",
+    "SafeForkServerProcess",
+    "SafeProcess",
+    "SafeProcessMixin",
+    "SafeSpawnProcess",
+    "bind_process_class",
+]
+
+
+class SafeProcessMixin:
+    """The safeproc behaviour, mixed into a backend's process class.
+
+    Accepts every argument the plain class accepts, plus the keyword-only
+    *cleanup* (a :class:`~safeproc.CleanupPolicy`, or ``None`` for the
+    context's or the process-wide default).
+    """
+
+    #: The backend package (``multiprocessing`` or ``multiprocess``).
+    _safeproc_backend: Any
+    #: The name the plain class gives its processes ("ForkProcess-1" ...).
+    _safeproc_plain_name: str
+    #: A policy bound by a context (see :func:`bind_process_class`).
+    _safeproc_bound_cleanup: ClassVar[CleanupPolicy | None] = None
+
+    _cleanup_policy: CleanupPolicy
+    _safeproc_report_path: str | None
+    _safeproc_report: CleanupReport | None
+    # Provided by BaseProcess.
+    _name: str
+    _identity: tuple[int, ...]
+    run: Callable[[], None]
+    exitcode: int | None
+
+    def __init__(  # noqa: PLR0913 - the plain signature plus one keyword
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
+        args: Any = (),  # noqa: ANN401 - as the plain class
+        kwargs: Any = None,  # noqa: ANN401 - as the plain class
+        *,
+        daemon: bool | None = None,
+        cleanup: CleanupPolicy | None = None,
+    ) -> None:
+        policy = check_policy(cleanup, f"{type(self).__name__}()")
+        super().__init__(  # type: ignore[call-arg]
+            group, target, name, args, {} if kwargs is None else kwargs, daemon=daemon
+        )
+        if name is None and _is_safeproc_class(type(self)):
+            # Name processes as the plain class would ("ForkProcess-1").
+            self._name = f"{self._safeproc_plain_name}-" + ":".join(map(str, self._identity))
+        self._cleanup_policy = policy or type(self)._safeproc_bound_cleanup or get_default_cleanup()
+        self._safeproc_report_path = None
+        self._safeproc_report = None
+
+    @property
+    def cleanup(self) -> CleanupPolicy:
+        """The :class:`~safeproc.CleanupPolicy` this process's child follows."""
+        return self._cleanup_policy
+
+    @property
+    def cleanup_report(self) -> CleanupReport | None:
+        """What cleanup did in the child, once it has ended.
+
+        ``None`` while the child runs, when the policy did not ask for a
+        report, or when the child died before its cleanup began (a signal).
+        """
+        if self._safeproc_report is None and self._safeproc_report_path is not None:
+            exitcode = self.exitcode
+            if exitcode is None:
+                return None
+            self._safeproc_report = read_report(self._safeproc_report_path, exitcode)
+        return self._safeproc_report
+
+    def start(self) -> None:
+        """Start the child, as the plain :meth:`~multiprocessing.Process.start`."""
+        if self._cleanup_policy.report and self._safeproc_report_path is None:
+            self._safeproc_report_path = new_report_path()
+        super().start()  # type: ignore[misc]
+
+    def _bootstrap(self, parent_sentinel: int | None = None) -> int:
+        state = None
+        try:
+            state = begin_child(
+                self._cleanup_policy,
+                start_method=self._child_start_method(),
+                report_path=self._safeproc_report_path,
+            )
+            # An instance attribute shadows run() for this child only.
+            self.run = wrap_run_with_deadline(self.run, state)
+        except BaseException:  # noqa: BLE001 - fall back to plain behaviour
+            report_unraisable("Exception ignored in safeproc child start", self)
+        # Through super() so a patched BaseProcess._bootstrap (coverage.py)
+        # still runs: the plain steps, the target, the thread join.
+        exitcode: int = super()._bootstrap(parent_sentinel)  # type: ignore[misc]
+        if state is not None:
+            finish_child(state)
+        return exitcode
+
+    def _child_start_method(self) -> str | None:
+        method: str | None = getattr(type(self), "_start_method", None)
+        if method is None:
+            method = self._safeproc_backend.get_start_method(allow_none=True)
+        return method
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # noqa: ANN401 - pickle protocol
+        rv = super().__reduce_ex__(protocol)
+        cls = type(self)
+        if "_safeproc_bound_cleanup" in cls.__dict__ and isinstance(rv, tuple):
+            # A context-bound class exists only in the parent: pickle the
+            # instance as its named base; the policy travels in the state.
+            named = cls.__mro__[1]
+            state = rv[2] if len(rv) > 2 else None  # noqa: PLR2004 - reduce tuple
+            rv = (copyreg._reconstructor, (named, object, None), state)  # type: ignore[attr-defined]
+        return rv
+
+
+def _is_safeproc_class(cls: type) -> bool:
+    return cls.__module__ == __name__
+
+
+_bound_classes: dict[tuple[type, CleanupPolicy], type] = {}
+
+
+_P = TypeVar("_P", bound=SafeProcessMixin)
+
+
+def bind_process_class(cls: type[_P], policy: CleanupPolicy | None) -> type[_P]:
+    """Return a subclass of *cls* whose processes default to *policy*.
+
+    Contexts with a policy hand this out as their ``Process``, so that
+    ``ctx.Process(...)`` (and ``ProcessPoolExecutor(mp_context=ctx)``)
+    picks the policy up. Instances pickle as *cls*.
+    """
+    if policy is None:
+        return cls
+    key = (cls, policy)
+    bound: type[_P] | None = _bound_classes.get(key)
+    if bound is None:
+        bound = type(
+            cls.__name__,
+            (cls,),
+            {"_safeproc_bound_cleanup": policy, "__module__": cls.__module__},
+        )
+        bound.__qualname__ = cls.__qualname__
+        _bound_classes[key] = bound
+    return bound
+
+
+# -- the standard library backend ---------------------------------------------
+
+
+class SafeProcess(SafeProcessMixin, _std_context.Process):
+    """:class:`multiprocessing.Process` whose child finalizes what it created.
+
+    .. versionadded:: 0.1
+    """
+
+    _safeproc_backend = multiprocessing
+    _safeproc_plain_name = "Process"
+
+
+class SafeForkProcess(SafeProcessMixin, _std_context.ForkProcess):
+    """The ``fork`` context's process class, made safe."""
+
+    _safeproc_backend = multiprocessing
+    _safeproc_plain_name = "ForkProcess"
+
+
+class SafeSpawnProcess(SafeProcessMixin, _std_context.SpawnProcess):
+    """The ``spawn`` context's process class, made safe."""
+
+    _safeproc_backend = multiprocessing
+    _safeproc_plain_name = "SpawnProcess"
+
+
+class SafeForkServerProcess(SafeProcessMixin, _std_context.ForkServerProcess):
+    """The ``forkserver`` context's process class, made safe."""
+
+    _safeproc_backend = multiprocessing
+    _safeproc_plain_name = "ForkServerProcess"
+
+
+# -- the multiprocess (dill) backend ------------------------------------------
+
+
+class DillSafeProcess(SafeProcessMixin, _dill_context.Process):  # type: ignore[misc]
+    """:class:`multiprocess.Process` whose child finalizes what it created.
+
+    .. versionadded:: 0.1
+    """
+
+    _safeproc_backend = multiprocess
+    _safeproc_plain_name = "Process"
+
+
+class DillSafeForkProcess(SafeProcessMixin, _dill_context.ForkProcess):  # type: ignore[misc]
+    """The ``multiprocess`` ``fork`` context's process class, made safe."""
+
+    _safeproc_backend = multiprocess
+    _safeproc_plain_name = "ForkProcess"
+
+
+class DillSafeSpawnProcess(SafeProcessMixin, _dill_context.SpawnProcess):  # type: ignore[misc]
+    """The ``multiprocess`` ``spawn`` context's process class, made safe."""
+
+    _safeproc_backend = multiprocess
+    _safeproc_plain_name = "SpawnProcess"
+
+
+class DillSafeForkServerProcess(SafeProcessMixin, _dill_context.ForkServerProcess):  # type: ignore[misc]
+    """The ``multiprocess`` ``forkserver`` context's process class, made safe."""
+
+    _safeproc_backend = multiprocess
+    _safeproc_plain_name = "ForkServerProcess"

@@ -1,0 +1,197 @@
+"""The :class:`CleanupReport` a child records and the parent reads back.
+
+The child rewrites its report file after every step (only when the policy
+asks for a report), so a child killed by its deadline still leaves a report
+that names the step it was in. Writing a small file never blocks the child,
+whether or not the parent is still there to read it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CleanupReport", "StepReport"]
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one cleanup step did in the child.
+
+    .. versionadded:: 0.1
+    """
+
+    #: The step's name, for example ``"atexit"`` or ``"gc"``.
+    name: str
+    #: How many items the step handled (handlers run, objects collected ...).
+    count: int = 0
+    #: Wall time the step took, in seconds.
+    seconds: float = 0.0
+    #: One line per error the step reported (the full traceback went to
+    #: the child's stderr).
+    errors: tuple[str, ...] = ()
+    #: False when the child died (its deadline) before the step finished.
+    completed: bool = True
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    """What cleanup did in one child, delivered to the parent.
+
+    Read it from :attr:`SafeProcess.cleanup_report` after ``join()``, or from
+    :meth:`SafePool.cleanup_reports` for a pool.
+
+    .. versionadded:: 0.1
+    """
+
+    #: The child's process id.
+    pid: int
+    #: ``"exit"`` for a normal end, ``"sigterm"`` when cleanup ran on SIGTERM.
+    trigger: str
+    #: The steps in the order they ran.
+    steps: tuple[StepReport, ...] = ()
+    #: True when the cleanup deadline expired and ended the child.
+    deadline_expired: bool = False
+    #: The policy's deadline in seconds, or None.
+    timeout: float | None = None
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Every error reported by any step."""
+        return tuple(e for s in self.steps for e in s.errors)
+
+    @property
+    def seconds(self) -> float:
+        """Total time spent in the recorded steps."""
+        return sum(s.seconds for s in self.steps)
+
+    @property
+    def hung_step(self) -> str | None:
+        """The step the child was in when its deadline expired, if any."""
+        for step in self.steps:
+            if not step.completed:
+                return step.name
+        return None
+
+    def step(self, name: str) -> StepReport:
+        """Return the report of the step called *name*.
+
+        :raises KeyError: no such step ran.
+        """
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-compatible data."""
+        return {
+            "pid": self.pid,
+            "trigger": self.trigger,
+            "deadline_expired": self.deadline_expired,
+            "timeout": self.timeout,
+            "steps": [
+                {
+                    "name": s.name,
+                    "count": s.count,
+                    "seconds": s.seconds,
+                    "errors": list(s.errors),
+                    "completed": s.completed,
+                }
+                for s in self.steps
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CleanupReport:
+        """Rebuild a report from :meth:`to_dict` data."""
+        return cls(
+            pid=int(data["pid"]),
+            trigger=str(data["trigger"]),
+            deadline_expired=bool(data["deadline_expired"]),
+            timeout=data["timeout"],
+            steps=tuple(
+                StepReport(
+                    name=s["name"],
+                    count=int(s["count"]),
+                    seconds=float(s["seconds"]),
+                    errors=tuple(s["errors"]),
+                    completed=bool(s["completed"]),
+                )
+                for s in data["steps"]
+            ),
+        )
+
+
+@dataclass
+class ReportWriter:
+    """Child side: accumulates steps and rewrites the report file."""
+
+    path: str
+    trigger: str
+    timeout: float | None
+    steps: list[StepReport] = field(default_factory=list)
+
+    def write(self) -> None:
+        report = CleanupReport(
+            pid=os.getpid(),
+            trigger=self.trigger,
+            steps=tuple(self.steps),
+            timeout=self.timeout,
+        )
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(report.to_dict(), f)
+        os.replace(tmp, self.path)
+
+
+def read_report(path: str, exitcode: int | None) -> CleanupReport | None:
+    """Parent side: load the report at *path*, or None if none was written."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    report = CleanupReport.from_dict(data)
+    if exitcode == -signal.SIGALRM or report.hung_step is not None:
+        report = CleanupReport(
+            pid=report.pid,
+            trigger=report.trigger,
+            steps=report.steps,
+            deadline_expired=True,
+            timeout=report.timeout,
+        )
+    return report
+
+
+_report_dir: str | None = None
+_report_dir_lock = threading.Lock()
+_report_counter = iter(range(1, 1 << 62))
+
+
+def new_report_path(prefix: str = "p") -> str:
+    """Return a fresh report file path in this process's report directory.
+
+    The directory is removed when this process exits normally; forked
+    children never remove it (safeproc does not run inherited finalizers).
+    """
+    global _report_dir  # noqa: PLW0603 - one directory per process
+    with _report_dir_lock:
+        if _report_dir is None or not os.path.isdir(_report_dir):
+            _report_dir = tempfile.mkdtemp(prefix="safeproc-reports-")
+            atexit.register(_remove_dir, _report_dir, os.getpid())
+        return os.path.join(_report_dir, f"{prefix}{os.getpid()}-{next(_report_counter)}")
+
+
+def _remove_dir(path: str, owner_pid: int) -> None:
+    # A child that inherited this handler and exits normally must not
+    # delete its parent's directory.
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,208 @@
+"""Fixtures shared by the whole suite.
+
+Behaviour tests run each scenario as a fresh Python program (a script in
+``tmp_path``) so that the parent's state is exactly what the test built,
+and observe the child from outside: the marker file its code appends to,
+its stdout/stderr, its exit code. Every run has a kill timer, and every
+process it started, down to grandchildren that outlived it, must be gone
+afterwards (found through an environment token, checked with psutil).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import psutil
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+START_METHODS = ("fork", "forkserver", "spawn")
+BACKENDS = ("stdlib", "multiprocess")
+
+SCRIPT_HEADER = """\
+import atexit, gc, os, signal, sys, time, weakref
+BACKEND = {backend!r}
+METHOD = {method!r}
+MARK = {mark!r}
+if BACKEND == "multiprocess":
+    import safeproc as safe_mp
+    import multiprocess as plain_mp
+else:
+    import safeproc.stdlib as safe_mp
+    import multiprocessing as plain_mp
+mp = plain_mp if os.environ.get("SAFEPROC_TEST_PLAIN") else safe_mp
+
+
+def mark(*words):
+    with open(MARK, "a") as f:
+        f.write(" ".join(map(str, words)) + "\\n")
+
+
+def ctx():
+    return mp.get_context(METHOD)
+"""
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request: pytest.FixtureRequest) -> str:
+    """Each start method: fork, forkserver, spawn."""
+    method: str = request.param
+    return method
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend: the standard library, and multiprocess (dill)."""
+    name: str = request.param
+    return name
+
+
+@dataclass
+class Run:
+    """The outcome of one scenario program."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    marks: list[str]
+
+    def explain(self) -> str:
+        """Everything the program left, for assertion messages."""
+        return (
+            f"returncode={self.returncode}\n--- stdout\n{self.stdout}"
+            f"--- stderr\n{self.stderr}--- marks\n" + "\n".join(self.marks)
+        )
+
+
+RunScript = Callable[..., Run]
+
+
+def _token_processes(token: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["environ"]):
+        try:
+            environ = proc.info["environ"] or {}
+        except (psutil.Error, OSError):
+            continue
+        if environ.get("SAFEPROC_TEST_TOKEN") == token:
+            found.append(proc)
+    return found
+
+
+def _assert_no_leftovers(token: str, grace: float = 5.0) -> None:
+    deadline = time.monotonic() + grace
+    while True:
+        left = _token_processes(token)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            descriptions = []
+            for proc in left:
+                try:
+                    descriptions.append(f"{proc.pid} {proc.cmdline()}")
+                    proc.kill()
+                except psutil.Error:
+                    pass
+            pytest.fail(f"processes left behind: {descriptions}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
+    """Return a function that runs a scenario program and collects its traces."""
+
+    def run(  # noqa: PLR0913 - keyword options of one scenario run
+        body: str,
+        *,
+        plain: bool = False,
+        timeout: float = 60.0,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        stdout_to_file: bool = False,
+    ) -> Run:
+        mark_path = tmp_path / f"marks-{uuid.uuid4().hex}"
+        script = tmp_path / "scenario.py"
+        script.write_text(
+            SCRIPT_HEADER.format(backend=backend, method=start_method, mark=str(mark_path))
+            + textwrap.dedent(body)
+        )
+        token = uuid.uuid4().hex
+        child_env = dict(os.environ)
+        child_env.update(env or {})
+        child_env["SAFEPROC_TEST_TOKEN"] = token
+        child_env.pop("SAFEPROC_TEST_PLAIN", None)
+        if plain:
+            child_env["SAFEPROC_TEST_PLAIN"] = "1"
+        out_path = tmp_path / "stdout.txt"
+        with open(out_path, "w+b") as out_file:
+            proc = subprocess.Popen(
+                [sys.executable, *args, str(script)],
+                cwd=tmp_path,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_file if stdout_to_file else subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                stdout, stderr = proc.communicate()
+                _assert_no_leftovers(token)
+                pytest.fail(
+                    f"scenario hung for {timeout}s\n--- stdout\n{stdout!r}\n--- stderr\n"
+                    + stderr.decode(errors="replace")
+                )
+            if stdout_to_file:
+                out_file.seek(0)
+                stdout = out_file.read()
+        _assert_no_leftovers(token)
+        marks = mark_path.read_text().splitlines() if mark_path.exists() else []
+        return Run(
+            returncode=proc.returncode,
+            stdout=stdout.decode(errors="replace"),
+            stderr=stderr.decode(errors="replace"),
+            marks=marks,
+        )
+
+    return run
+
+
+def _helper_process(proc: psutil.Process) -> bool:
+    """Tell the forkserver and resource tracker apart: they outlive tests by design."""
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return True
+    return "forkserver" in cmdline or "resource_tracker" in cmdline
+
+
+@pytest.fixture(autouse=True)
+def _no_children_left() -> Iterator[None]:
+    """Fail a test that leaves a child process of the test runner behind."""
+    yield
+    deadline = time.monotonic() + 5.0
+    me = psutil.Process()
+    while True:
+        left = [p for p in me.children(recursive=True) if not _helper_process(p)]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            for proc in left:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            pytest.fail(f"child processes left behind: {[p.pid for p in left]}")
+        time.sleep(0.05)

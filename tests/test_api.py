@@ -1,0 +1,181 @@
+"""The public surface: drop-in namespaces, contexts, executors, pools."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import multiprocessing.context
+import pickle
+from typing import TYPE_CHECKING, Any
+
+import multiprocess
+import pytest
+
+import safeproc
+import safeproc.stdlib
+
+if TYPE_CHECKING:
+    from conftest import RunScript
+
+SAFE_NAMES = {
+    "CleanupPolicy",
+    "CleanupReport",
+    "SafePool",
+    "SafeProcess",
+    "StepReport",
+    "get_default_cleanup",
+    "set_default_cleanup",
+}
+
+
+@pytest.mark.parametrize(
+    ("module", "backend"),
+    [(safeproc, multiprocess), (safeproc.stdlib, multiprocessing)],
+    ids=["multiprocess", "stdlib"],
+)
+def test_namespace_mirrors_its_backend(module: Any, backend: Any) -> None:
+    """Each namespace offers exactly its backend's names plus safeproc's own."""
+    assert set(module.__all__) == set(backend.__all__) | SAFE_NAMES
+    assert module.__all__ == sorted(module.__all__)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    assert module.Process is module.SafeProcess
+    assert module.Pool is module.SafePool
+    assert module.get_start_method() == backend.get_start_method()
+
+
+def test_safe_classes_are_the_backends_classes() -> None:
+    """Safe processes are instances of the plain classes; contexts are real contexts."""
+    p = safeproc.stdlib.Process(target=print)
+    assert isinstance(p, multiprocessing.Process)
+    assert isinstance(p, multiprocessing.process.BaseProcess)
+    for method in safeproc.stdlib.get_all_start_methods():
+        ctx: Any = safeproc.stdlib.get_context(method)
+        assert isinstance(ctx.Process(target=print), safeproc.stdlib.SafeProcess.__mro__[1])
+        assert ctx.get_start_method() == method
+        assert isinstance(ctx, multiprocessing.context.BaseContext)
+    d = safeproc.Process(target=print)
+    assert isinstance(d, multiprocess.Process)
+    assert isinstance(safeproc.get_context("fork"), multiprocess.context.BaseContext)
+
+
+def test_process_names_match_plain() -> None:
+    """Process names follow the plain library's pattern, for drop-in parity."""
+    assert safeproc.stdlib.Process(target=print).name.startswith("Process-")
+    assert safeproc.stdlib.get_context("fork").Process(target=print).name.startswith("ForkProcess-")
+    assert safeproc.Process(target=print, name="x").name == "x"
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_process_objects_pickle_by_class_name(method: str) -> None:
+    """Process classes, including context-bound ones, pickle by qualified name."""
+    policy = safeproc.CleanupPolicy(timeout=3)
+    ctx = safeproc.stdlib.get_context(method, cleanup=policy)
+    proc = ctx.Process(target=print)
+    cls = type(proc)
+    data = pickle.dumps(cls.__mro__[1])
+    assert pickle.loads(data) is cls.__mro__[1]  # noqa: S301 - our own data
+    reduced = proc.__reduce_ex__(2)
+    assert reduced[1][0] is cls.__mro__[1]
+    assert reduced[2]["_cleanup_policy"] == policy
+
+
+def test_start_method_is_shared_with_the_backend() -> None:
+    """get_start_method reads the backend's own setting: one switch, not two."""
+    assert safeproc.stdlib.get_start_method() == multiprocessing.get_start_method()
+    assert safeproc.get_start_method() == multiprocess.get_start_method()
+    assert safeproc.get_all_start_methods() == multiprocess.get_all_start_methods()
+
+
+def test_context_get_context_keeps_or_replaces_the_policy() -> None:
+    """A context's get_context() keeps its policy unless given another."""
+    policy = safeproc.CleanupPolicy(report=True)
+    ctx = safeproc.stdlib.get_context("spawn", cleanup=policy)
+    assert ctx.get_context() is ctx
+    assert ctx.get_context("fork").cleanup == policy
+    other = safeproc.CleanupPolicy(report=False, timeout=1)
+    assert ctx.get_context(cleanup=other).cleanup == other
+    assert "spawn" in repr(ctx)
+
+
+EXECUTOR_SCENARIO = """
+    import concurrent.futures
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+        def __del__(self):
+            mark("del", os.getpid())
+
+    def init():
+        atexit.register(mark, "atexit", os.getpid())
+        Cycle()
+
+    def square(x):
+        return x * x
+
+    if __name__ == "__main__":
+        with concurrent.futures.ProcessPoolExecutor(
+            2, mp_context=ctx(), initializer=init
+        ) as ex:
+            assert list(ex.map(square, range(10))) == [x * x for x in range(10)]
+            pids = {f.result() for f in [ex.submit(os.getpid) for _ in range(20)]}
+        mark("workers", len(pids))
+    """
+
+
+@pytest.mark.parametrize("backend", ["stdlib"])
+def test_executor_workers_finalize_what_they_created(run_script: RunScript) -> None:
+    """ProcessPoolExecutor(mp_context=safe stdlib context), every start
+    method: worker atexit handlers and initializer cycles are finalized."""
+    _check_executor_run(run_script(EXECUTOR_SCENARIO))
+
+
+@pytest.mark.parametrize("backend", ["multiprocess"])
+@pytest.mark.parametrize("start_method", ["fork"])
+def test_executor_with_dill_fork_context(run_script: RunScript) -> None:
+    """The stdlib executor also works with the dill backend's fork context."""
+    _check_executor_run(run_script(EXECUTOR_SCENARIO))
+
+
+def _check_executor_run(run: Any) -> None:
+    assert run.returncode == 0, run.explain()
+    workers = int(run.marks[-1].split()[1])
+    done = run.marks[:-1]
+    atexit_pids = {m.split()[1] for m in done if m.startswith("atexit")}
+    del_pids = {m.split()[1] for m in done if m.startswith("del")}
+    assert len(done) == 2 * len(atexit_pids), run.explain()
+    assert atexit_pids == del_pids, run.explain()
+    assert len(atexit_pids) >= workers, run.explain()
+
+
+def test_pool_workers_finalize_on_close_and_join(run_script: RunScript) -> None:
+    """Pool close()+join(): every worker runs the atexit handler its
+    initializer registered, once."""
+    run = run_script(
+        """
+        def init():
+            atexit.register(mark, "atexit", os.getpid())
+
+        def square(x):
+            return x * x
+
+        if __name__ == "__main__":
+            pool = ctx().Pool(2, initializer=init)
+            assert pool.map(square, range(10)) == [x * x for x in range(10)]
+            pool.close()
+            pool.join()
+            mark("done")
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    assert run.marks[-1] == "done"
+    pids = [m.split()[1] for m in run.marks[:-1]]
+    assert len(pids) == 2 == len(set(pids)), run.explain()
+
+
+def test_executor_type_check() -> None:
+    """The stdlib executor accepts a safe stdlib context as mp_context."""
+    ctx = safeproc.stdlib.get_context("spawn")
+    ex = concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx)
+    ex.shutdown()

@@ -1,0 +1,255 @@
+"""The child exit sequence: what the child created is finalized, once, and
+nothing it inherited is, for both backends and every start method."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import RunScript
+
+SEED = """
+class Foo():
+    def __init__(self):
+        self.b = []
+    def __del__(self):
+        print('del', flush=True)
+
+def foo():
+    print('call foo', flush=True)
+    f = Foo()
+    a = [f]
+    f.b.append(a)
+
+if __name__ == '__main__':
+    p = ctx().Process(target=foo)
+    p.start()
+    p.join()
+    sys.exit(p.exitcode)
+"""
+
+
+def test_seed_program_prints_del_once_from_the_child(run_script: RunScript) -> None:
+    """The issue's seed program prints 'call foo' then 'del' exactly once."""
+    run = run_script(SEED)
+    assert run.returncode == 0, run.explain()
+    assert run.stdout.splitlines() == ["call foo", "del"], run.explain()
+
+
+def test_child_cycles_atexit_and_finalizers_all_run_once(run_script: RunScript) -> None:
+    """A child's cyclic __del__, atexit handlers and finalizers each run once,
+    in a normal program's order."""
+    run = run_script(
+        """
+        class Cycle:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                mark("del", os.getpid())
+
+        class Target:
+            pass
+
+        def child():
+            atexit.register(mark, "atexit-first", os.getpid())
+            atexit.register(mark, "atexit-second", os.getpid())
+            global older, newer
+            older, newer = Target(), Target()
+            weakref.finalize(older, mark, "finalize-older", os.getpid())
+            weakref.finalize(newer, mark, "finalize-newer", os.getpid())
+            Cycle()
+            mark("child", os.getpid())
+
+        if __name__ == "__main__":
+            p = ctx().Process(target=child)
+            p.start()
+            p.join()
+            mark("parent-exitcode", p.exitcode)
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    child_pid = run.marks[0].split()[1]
+    words = [m.split()[0] for m in run.marks]
+    assert all(m.split()[-1] == child_pid for m in run.marks[:-1]), run.explain()
+    # As in a normal program: weakref's exit hook, registered with atexit by
+    # the first finalizer, runs before the handlers registered earlier;
+    # handlers last-registered first, finalizers newest first.
+    expected = ["child", "finalize-newer", "finalize-older", "atexit-second", "atexit-first"]
+    assert words[:5] == expected, run.explain()
+    assert sorted(words[5:]) == ["del", "parent-exitcode"], run.explain()
+    assert run.marks[-1] == "parent-exitcode 0"
+
+
+def test_nothing_inherited_is_finalized_in_the_child(run_script: RunScript) -> None:
+    """The parent's atexit handlers, finalizers and cyclic garbage never run in
+    the child, even when the child's own code runs gc.collect()."""
+    run = run_script(
+        """
+        class Cycle:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                mark("parent-cycle-del", os.getpid())
+
+        class Target:
+            pass
+
+        def child():
+            gc.collect()  # an ordinary collection the child's code triggers
+            mark("child", os.getpid())
+
+        if __name__ == "__main__":
+            gc.disable()
+            atexit.register(mark, "parent-atexit", os.getpid())
+            keep = Target()
+            weakref.finalize(keep, mark, "parent-finalize", os.getpid())
+            Cycle()  # garbage the parent has not collected yet
+            p = ctx().Process(target=child)
+            p.start()
+            p.join()
+            gc.collect()  # the parent's own garbage is the parent's to collect
+            mark("parent", os.getpid(), p.exitcode)
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    child_pid = next(m.split()[1] for m in run.marks if m.startswith("child "))
+    in_child = [m for m in run.marks if m.split()[1] == child_pid and not m.startswith("child ")]
+    assert in_child == [], run.explain()
+    parent_pid = next(m.split()[1] for m in run.marks if m.startswith("parent "))
+    # The parent still finalizes its own state exactly once.
+    for word in ("parent-atexit", "parent-finalize", "parent-cycle-del"):
+        assert run.marks.count(f"{word} {parent_pid}") == 1, run.explain()
+
+
+def test_plain_library_loses_what_safeproc_keeps(run_script: RunScript, start_method: str) -> None:
+    """The baseline this library exists for: plain fork/forkserver children
+    skip the child's cyclic __del__, spawn children do not."""
+    run = run_script(SEED, plain=True)
+    assert run.returncode == 0, run.explain()
+    expected = ["call foo", "del"] if start_method == "spawn" else ["call foo"]
+    assert run.stdout.splitlines() == expected, run.explain()
+
+
+def test_cleanup_output_is_flushed_when_stdout_is_a_file(run_script: RunScript) -> None:
+    """Output printed by the child's atexit handlers and __del__ (without
+    flush) reaches a redirected, fully buffered stdout, once."""
+    run = run_script(
+        """
+        class Cycle:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                print("del-output")
+
+        def child():
+            atexit.register(print, "atexit-output")
+            Cycle()
+            print("target-output")
+
+        if __name__ == "__main__":
+            print("parent-before", flush=True)
+            p = ctx().Process(target=child)
+            p.start()
+            p.join()
+            print("parent-after")
+        """,
+        stdout_to_file=True,
+    )
+    assert run.returncode == 0, run.explain()
+    assert run.stdout.splitlines() == [
+        "parent-before",
+        "target-output",
+        "atexit-output",
+        "del-output",
+        "parent-after",
+    ], run.explain()
+
+
+def test_nested_children_finalize_only_their_own(run_script: RunScript) -> None:
+    """A safe child that starts safe children: each generation runs its own
+    atexit handler once and never its ancestors'."""
+    run = run_script(
+        """
+        def grandchild():
+            atexit.register(mark, "grandchild-atexit", os.getpid())
+
+        def child():
+            atexit.register(mark, "child-atexit", os.getpid())
+            p = ctx().Process(target=grandchild)
+            p.start()
+            p.join()
+            mark("grandchild-exitcode", p.exitcode)
+
+        if __name__ == "__main__":
+            atexit.register(mark, "parent-atexit", os.getpid())
+            p = ctx().Process(target=child)
+            p.start()
+            p.join()
+            mark("child-exitcode", p.exitcode)
+            mark("parent", os.getpid())
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    words = [m.split()[0] for m in run.marks]
+    assert words == [
+        "grandchild-atexit",
+        "grandchild-exitcode",
+        "child-atexit",
+        "child-exitcode",
+        "parent",
+        "parent-atexit",
+    ], run.explain()
+    pids = [m.split()[1] for m in run.marks]
+    assert pids[0] != pids[2] != pids[4], run.explain()
+    assert pids[4] == pids[5], run.explain()
+    assert run.marks[1] == "grandchild-exitcode 0"
+    assert run.marks[3] == "child-exitcode 0"
+
+
+def test_atexit_runs_exactly_once_on_every_version(run_script: RunScript) -> None:
+    """3.13 runs child atexit handlers itself: safeproc must not run them twice."""
+    run = run_script(
+        """
+        def child():
+            atexit.register(mark, "atexit", os.getpid())
+
+        if __name__ == "__main__":
+            p = ctx().Process(target=child)
+            p.start()
+            p.join()
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    assert len(run.marks) == 1, run.explain()
+    assert run.marks[0].startswith("atexit "), run.explain()
+
+
+def test_temporary_directory_made_in_the_child_is_removed(run_script: RunScript) -> None:
+    """A TemporaryDirectory the child made and never closed is removed at its exit."""
+    run = run_script(
+        """
+        import tempfile
+
+        def child():
+            global keep
+            keep = tempfile.TemporaryDirectory()
+            mark(keep.name)
+
+        if __name__ == "__main__":
+            p = ctx().Process(target=child)
+            p.start()
+            p.join()
+            mark("exists", os.path.exists(open(MARK).read().split()[0]))
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    assert run.marks[-1] == "exists False", run.explain()
+
+
+def test_version_is_exported() -> None:
+    """The package reports a version string."""
+    import safeproc  # noqa: PLC0415
+
+    assert safeproc.__version__.count(".") == 2
+    assert sys.version_info >= (3, 9)
