@@ -62,7 +62,7 @@ from safeproc._stdio import flush_stdio, prepare_stdio, resolve_stdio_mode
 if TYPE_CHECKING:
     from safeproc._policy import CleanupPolicy, StdioMode
 
-__all__ = ["ChildExit", "begin_child", "finish_child", "report_unraisable"]
+__all__ = ["ChildExit", "begin_child", "finish_child", "report_unraisable", "run_child"]
 
 
 # -- fork bookkeeping (runs in every process that imported safeproc) --------
@@ -152,6 +152,36 @@ class _ErrorRecorder:
         sys.unraisablehook = self.previous
 
 
+# -- the whole child --------------------------------------------------------
+
+
+def run_child(
+    process: Any,  # noqa: ANN401 - a BaseProcess of either backend
+    plain_bootstrap: Callable[[], int],
+    policy: CleanupPolicy,
+    *,
+    start_method: str | None,
+    report_path: str | None,
+) -> int:
+    """Run a child: start steps, the plain bootstrap, the exit sequence.
+
+    Returns the plain bootstrap's exit code, which the launcher passes to
+    ``os._exit``. If the start steps fail (a bug in safeproc), the child
+    reports it and runs exactly as the plain library would.
+    """
+    state = None
+    try:
+        state = begin_child(policy, start_method=start_method, report_path=report_path)
+        # An instance attribute shadows run() for this child only.
+        process.run = wrap_run_with_deadline(process.run, state)
+    except BaseException:  # noqa: BLE001 - fall back to plain behaviour
+        report_unraisable("Exception ignored in safeproc child start", process)
+    exitcode = plain_bootstrap()
+    if state is not None:
+        finish_child(state)
+    return exitcode
+
+
 # -- at child start ---------------------------------------------------------
 
 
@@ -162,6 +192,7 @@ def begin_child(
     report_path: str | None,
 ) -> ChildExit:
     """Record the boundary between inherited and child-made state."""
+    started = time.perf_counter()
     forked = is_forked_child(start_method)
     state = ChildExit(
         policy=policy,
@@ -176,6 +207,11 @@ def begin_child(
         drop_inherited_atexit()
         state.inherited_handlers = isolate_inherited_logging()
     prepare_stdio(state.stdio)
+    if state.report is not None:
+        # Timed as a step so the report shows what child start cost.
+        state.report.steps.append(
+            StepReport(name="start", count=int(forked), seconds=time.perf_counter() - started)
+        )
     return state
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 import multiprocess
 import multiprocess.context as _dill_context
 
-from safeproc._cleanup import begin_child, finish_child, report_unraisable, wrap_run_with_deadline
+from safeproc._cleanup import run_child
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._report import CleanupReport, new_report_path, read_report
 
@@ -107,23 +107,16 @@ class SafeProcessMixin:
         super().start()  # type: ignore[misc]
 
     def _bootstrap(self, parent_sentinel: int | None = None) -> int:
-        state = None
-        try:
-            state = begin_child(
-                self._cleanup_policy,
-                start_method=self._child_start_method(),
-                report_path=self._safeproc_report_path,
-            )
-            # An instance attribute shadows run() for this child only.
-            self.run = wrap_run_with_deadline(self.run, state)
-        except BaseException:  # noqa: BLE001 - fall back to plain behaviour
-            report_unraisable("Exception ignored in safeproc child start", self)
         # Through super() so a patched BaseProcess._bootstrap (coverage.py)
         # still runs: the plain steps, the target, the thread join.
-        exitcode: int = super()._bootstrap(parent_sentinel)  # type: ignore[misc]
-        if state is not None:
-            finish_child(state)
-        return exitcode
+        plain_bootstrap = super()._bootstrap  # type: ignore[misc]
+        return run_child(
+            self,
+            lambda: plain_bootstrap(parent_sentinel),
+            self._cleanup_policy,
+            start_method=self._child_start_method(),
+            report_path=self._safeproc_report_path,
+        )
 
     def _child_start_method(self) -> str | None:
         method: str | None = getattr(type(self), "_start_method", None)
