@@ -13,6 +13,9 @@ step a small named function, in the order it runs::
                                              isolate_inherited_logging   parent's buffered records
                                              prepare_stdio               policy.stdio
                                              install_sigterm_cleanup     policy.sigterm
+                                                                         (SIGTERM later runs
+                                                                         finish_child, then
+                                                                         dies by SIGTERM)
                                            plain _bootstrap()     target, thread join,
                                              run() returns -> arm deadline   multiprocessing's
                                                                              own finalizers
@@ -55,8 +58,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from safeproc import _compat
-from safeproc._deadline import arm_deadline, disarm_deadline
+from safeproc._deadline import arm_deadline
 from safeproc._report import ReportWriter, StepReport
+from safeproc._sigterm import install_sigterm_cleanup
 from safeproc._stdio import flush_stdio, prepare_stdio, resolve_stdio_mode
 
 if TYPE_CHECKING:
@@ -109,6 +113,19 @@ class ChildExit:
     report: ReportWriter | None = None
     finished: bool = False
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def trigger(self) -> str:
+        """``"exit"``, or ``"sigterm"`` once terminate() started the cleanup."""
+        return self._trigger
+
+    @trigger.setter
+    def trigger(self, value: str) -> None:
+        self._trigger = value
+        if self.report is not None:
+            self.report.trigger = value
+
+    _trigger: str = "exit"
 
 
 # -- errors -----------------------------------------------------------------
@@ -207,6 +224,8 @@ def begin_child(
         drop_inherited_atexit()
         state.inherited_handlers = isolate_inherited_logging()
     prepare_stdio(state.stdio)
+    if policy.sigterm == "cleanup":
+        install_sigterm_cleanup(state, finish_child)
     if state.report is not None:
         # Timed as a step so the report shows what child start cost.
         state.report.steps.append(
@@ -282,6 +301,10 @@ def wrap_run_with_deadline(run: Callable[[], None], state: ChildExit) -> Callabl
             run()
         finally:
             arm_deadline(state.policy.timeout)
+            if state.report is not None:
+                # The plain bootstrap joins threads next: a hang there shows.
+                state.report.steps.append(StepReport(name="threads", completed=False))
+                _write_report(state.report)
 
     return run_then_arm_deadline
 
@@ -291,20 +314,27 @@ def finish_child(state: ChildExit) -> None:
     if state.finished:
         return
     state.finished = True
+    report = state.report
+    if report is not None and report.steps and report.steps[-1].name == "threads":
+        report.steps[-1] = StepReport(name="threads", count=1)
     policy = state.policy
+    # A spawned child's own interpreter exit collects garbage, shuts logging
+    # down and flushes files, except when SIGTERM ends it.
+    no_interpreter_exit = state.forked or state.trigger == "sigterm"
     steps: list[tuple[str, bool, Callable[[ChildExit], int]]] = [
         ("atexit", policy.atexit, run_child_atexit),
         ("finalizers", policy.finalizers, run_child_finalizers),
-        ("gc", policy.gc and state.forked, collect_child_garbage),
-        ("logging", policy.logging and state.forked, shutdown_child_logging),
-        ("files", policy.files and state.forked, flush_child_files),
+        ("gc", policy.gc and no_interpreter_exit, collect_child_garbage),
+        ("logging", policy.logging and no_interpreter_exit, shutdown_child_logging),
+        ("files", policy.files and no_interpreter_exit, flush_child_files),
         ("stdio", state.stdio != "none", _flush_stdio_step),
     ]
     with _ErrorRecorder(state.errors):
         for name, enabled, step in steps:
             if enabled:
                 _run_step(state, name, step)
-    disarm_deadline()
+    # The deadline stays armed: a forked child calls os._exit next, and a
+    # spawned child's interpreter exit (gc, module teardown) is cleanup too.
 
 
 def _run_step(state: ChildExit, name: str, step: Callable[[ChildExit], int]) -> None:

@@ -17,17 +17,18 @@ import faulthandler
 import signal
 import sys
 
-__all__ = ["DEADLINE_SIGNAL", "arm_deadline", "disarm_deadline"]
+__all__ = ["DEADLINE_SIGNAL", "arm_deadline"]
 
 #: The signal a child dies by when its cleanup deadline expires.
 DEADLINE_SIGNAL = signal.SIGALRM
 
-_armed = False
-
 
 def arm_deadline(seconds: float | None) -> None:
-    """Kill this process by ``SIGALRM`` in *seconds* unless disarmed first."""
-    global _armed  # noqa: PLW0603 - one timer per process
+    """Kill this process by ``SIGALRM`` in *seconds*.
+
+    The timer is never disarmed: the process ends before it fires unless
+    its cleanup hangs.
+    """
     if seconds is None:
         return
     signal.signal(DEADLINE_SIGNAL, signal.SIG_DFL)
@@ -38,14 +39,3 @@ def arm_deadline(seconds: float | None) -> None:
     except (AttributeError, ValueError, OSError, RuntimeError):
         pass  # no usable stderr: the timer still ends the child, silently
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    _armed = True
-
-
-def disarm_deadline() -> None:
-    """Cancel the timer armed by :func:`arm_deadline`, if any."""
-    global _armed  # noqa: PLW0603 - one timer per process
-    if not _armed:
-        return
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    faulthandler.unregister(DEADLINE_SIGNAL)
-    _armed = False

@@ -20,6 +20,7 @@ import multiprocess.context as _dill_context
 from safeproc._cleanup import run_child
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._report import CleanupReport, new_report_path, read_report
+from safeproc._sigterm import escalate_later
 
 __all__ = [
     "DillSafeForkProcess",
@@ -105,6 +106,17 @@ class SafeProcessMixin:
         if self._cleanup_policy.report and self._safeproc_report_path is None:
             self._safeproc_report_path = new_report_path()
         super().start()  # type: ignore[misc]
+
+    def terminate(self) -> None:
+        """Send SIGTERM, as the plain :meth:`~multiprocessing.Process.terminate`.
+
+        With ``sigterm="cleanup"`` the parent also makes sure the child
+        ends: a second SIGTERM after the deadline plus a margin, SIGKILL as
+        the last resort (see :mod:`safeproc._sigterm`).
+        """
+        super().terminate()  # type: ignore[misc]
+        if self._cleanup_policy.sigterm == "cleanup":
+            escalate_later(self, self._cleanup_policy.timeout)
 
     def _bootstrap(self, parent_sentinel: int | None = None) -> int:
         # Through super() so a patched BaseProcess._bootstrap (coverage.py)

@@ -1,0 +1,201 @@
+"""``sigterm="cleanup"``: terminate() runs the cleanup, the child dies by SIGTERM.
+
+Child side. A Python ``SIGTERM`` handler is installed at child start and
+made one-shot with ``SA_RESETHAND`` (the kernel restores the default action
+as it delivers the signal, no GIL needed). When it runs it arms a kernel
+timer that sends ``SIGTERM`` at the deadline, runs the exit sequence, then
+re-raises ``SIGTERM`` at itself, so the parent sees ``exitcode == -15`` as
+with the plain library.
+
+Python handlers run only in the main thread, between bytecodes: a main
+thread stuck in a C call never runs it. Only the parent can end such a
+child, so the parent escalates (:func:`escalate_later`): a second
+``SIGTERM`` after the deadline plus a margin (the default action now:
+``-15``, cleanup skipped) and ``SIGKILL`` (``-9``) only as the last resort.
+A plain handler would swallow the second ``SIGTERM``, leaving only SIGKILL.
+
+``SA_RESETHAND`` and ``timer_create`` are reached through :mod:`ctypes`
+where their layouts are known (Linux on x86_64 and aarch64); elsewhere the
+parent's escalation alone bounds the cleanup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from safeproc._cleanup import ChildExit
+
+__all__ = [
+    "ESCALATION_MARGIN",
+    "KILL_MARGIN",
+    "escalate_later",
+    "install_sigterm_cleanup",
+]
+
+#: Seconds after the deadline before the parent sends the second SIGTERM.
+ESCALATION_MARGIN = 0.1
+#: Seconds after the second SIGTERM before the parent sends SIGKILL.
+KILL_MARGIN = 1.0
+
+_LINUX_LAYOUTS = sys.platform.startswith("linux") and platform.machine() in (
+    "x86_64",
+    "aarch64",
+)
+_SA_RESETHAND = 0x80000000
+_SIGACTION_SIZE = 152  # glibc struct sigaction on 64-bit Linux
+_SA_FLAGS_OFFSET = 136  # after the handler (8) and sa_mask (128)
+_CLOCK_MONOTONIC = 1
+_SIGEV_SIGNAL = 0
+
+
+# -- child side -----------------------------------------------------------------
+
+
+def install_sigterm_cleanup(state: ChildExit, finish: Callable[[ChildExit], None]) -> None:
+    """Make SIGTERM run *finish* (the exit sequence), then die by SIGTERM."""
+
+    def on_sigterm(signum: int, frame: object) -> None:  # noqa: ARG001 - signal API
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if not state.finished:
+            state.trigger = "sigterm"
+            _arm_kernel_timer(state.policy.timeout, signal.SIGTERM)
+            finish(state)
+        # Die as the plain library's child would: by the signal itself.
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # pragma: no cover - the signal is delivered first
+        os._exit(128 + signal.SIGTERM)  # pragma: no cover
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    _make_one_shot(signal.SIGTERM)
+
+
+def _libc() -> Any:  # noqa: ANN401 - a ctypes library
+    import ctypes  # noqa: PLC0415 - only children with sigterm="cleanup" pay for it
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _make_one_shot(signum: int) -> None:
+    """Add SA_RESETHAND to the handler the signal module just installed."""
+    if not _LINUX_LAYOUTS:
+        return
+    import ctypes  # noqa: PLC0415
+
+    libc = _libc()
+    action = ctypes.create_string_buffer(_SIGACTION_SIZE)
+    if libc.sigaction(signum, None, action) != 0:
+        return
+    flags = ctypes.c_uint32.from_buffer(action, _SA_FLAGS_OFFSET)
+    flags.value |= _SA_RESETHAND
+    libc.sigaction(signum, action, None)
+
+
+def _arm_kernel_timer(seconds: float | None, signum: int) -> bool:
+    """Send *signum* to this process in *seconds* (POSIX timer, monotonic)."""
+    if seconds is None or not _LINUX_LAYOUTS:
+        return False
+    import ctypes  # noqa: PLC0415
+
+    class SigEvent(ctypes.Structure):
+        _fields_ = (
+            ("sigev_value", ctypes.c_void_p),
+            ("sigev_signo", ctypes.c_int),
+            ("sigev_notify", ctypes.c_int),
+            ("_pad", ctypes.c_int * 12),
+        )
+
+    class TimeSpec(ctypes.Structure):
+        _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+    class ITimerSpec(ctypes.Structure):
+        _fields_ = (("it_interval", TimeSpec), ("it_value", TimeSpec))
+
+    libc = _libc()
+    event = SigEvent(sigev_signo=signum, sigev_notify=_SIGEV_SIGNAL)
+    timer_id = ctypes.c_void_p()
+    if libc.timer_create(_CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer_id)) != 0:
+        return False
+    whole = int(seconds)
+    spec = ITimerSpec(it_value=TimeSpec(whole, int((seconds - whole) * 1e9)))
+    return bool(libc.timer_settime(timer_id, 0, ctypes.byref(spec), None) == 0)
+
+
+# -- parent side ----------------------------------------------------------------
+
+
+class _Escalator:
+    """One daemon thread that ends terminated children that outlive their deadline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._queue: list[tuple[float, int, int, Any, int]] = []
+        self._counter = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def schedule(self, process: Any, delay: float) -> None:  # noqa: ANN401 - BaseProcess
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                # A forked child inherits no running thread: start its own.
+                self._queue = []
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="safeproc-terminate-escalation", daemon=True
+                )
+                self._thread.start()
+            when = time.monotonic() + delay
+            heapq.heappush(self._queue, (when, next(self._counter), signal.SIGTERM, process, 0))
+            self._lock.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue:
+                    self._lock.wait()
+                when, _, signum, process, _ = self._queue[0]
+                now = time.monotonic()
+                if when > now:
+                    self._lock.wait(when - now)
+                    continue
+                heapq.heappop(self._queue)
+            popen = getattr(process, "_popen", None)
+            if popen is None or popen.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(popen.pid, signum)
+            if signum == signal.SIGTERM:
+                with self._lock:
+                    heapq.heappush(
+                        self._queue,
+                        (
+                            time.monotonic() + KILL_MARGIN,
+                            next(self._counter),
+                            signal.SIGKILL,
+                            process,
+                            0,
+                        ),
+                    )
+
+
+_escalator = _Escalator()
+
+
+def escalate_later(process: Any, timeout: float | None) -> None:  # noqa: ANN401 - BaseProcess
+    """After *timeout* + margin, SIGTERM *process* again; SIGKILL it later.
+
+    Nothing is scheduled when *timeout* is None: the policy asked for no
+    deadline.
+    """
+    if timeout is None:
+        return
+    _escalator.schedule(process, timeout + ESCALATION_MARGIN)

@@ -1,0 +1,104 @@
+"""terminate() with sigterm="cleanup": the same cleanup, bounded, and the
+child still dies by SIGTERM; sigterm="default" keeps plain behaviour."""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import RunScript
+
+BUSY = {
+    "sleep": "time.sleep(600)",
+    "python-loop": "while True: pass",
+    "c-call": "sum(range(10**13))",
+}
+
+SCENARIO = """
+class Cycle:
+    def __init__(self):
+        self.me = self
+    def __del__(self):
+        mark("del", os.getpid())
+
+def child():
+    atexit.register(mark, "atexit", os.getpid())
+    Cycle()
+    mark("ready", os.getpid())
+    {busy}
+
+if __name__ == "__main__":
+    policy = safe_mp.CleanupPolicy(sigterm={sigterm!r}, timeout=0.5, report=True)
+    p = ctx().Process(target=child, cleanup=policy)
+    p.start()
+    while not os.path.exists(MARK):
+        time.sleep(0.01)
+    started = time.monotonic()
+    p.terminate()
+    p.join(60)
+    mark("exitcode", p.exitcode)
+    mark("elapsed", round(time.monotonic() - started, 3))
+    report = p.cleanup_report
+    mark("trigger", report and report.trigger)
+"""
+
+
+@pytest.mark.parametrize("busy", list(BUSY))
+def test_terminate_runs_cleanup_and_dies_by_sigterm(run_script: RunScript, busy: str) -> None:
+    """terminate() of a child sleeping, looping in Python or stuck in a C call
+    ends it with exitcode -15; cleanup runs wherever Python code can run."""
+    run = run_script(SCENARIO.format(busy=BUSY[busy], sigterm="cleanup"))
+    assert run.returncode == 0, run.explain()
+    marks = dict(m.split(" ", 1) for m in run.marks)
+    assert marks["exitcode"] == str(-signal.SIGTERM), run.explain()
+    # Deadline 0.5 s plus the parent's margins; a hang would hit join(60).
+    assert float(marks["elapsed"]) < 5, run.explain()
+    child_pid = marks["ready"]
+    if busy == "c-call":
+        # The main thread never returns to Python: only the parent's second
+        # SIGTERM ends it, and nothing could run in the child.
+        assert "atexit" not in marks, run.explain()
+        assert marks["trigger"] == "None", run.explain()
+    else:
+        assert marks["atexit"] == child_pid, run.explain()
+        assert marks["del"] == child_pid, run.explain()
+        assert marks["trigger"] == "sigterm", run.explain()
+
+
+def test_default_sigterm_policy_keeps_plain_behaviour(run_script: RunScript) -> None:
+    """sigterm="default": terminate() kills at once, no cleanup, -15."""
+    run = run_script(SCENARIO.format(busy=BUSY["sleep"], sigterm="default"))
+    marks = dict(m.split(" ", 1) for m in run.marks)
+    assert marks["exitcode"] == str(-signal.SIGTERM), run.explain()
+    assert "atexit" not in marks, run.explain()
+    assert "del" not in marks, run.explain()
+
+
+def test_hung_cleanup_after_sigterm_still_dies_by_sigterm(run_script: RunScript) -> None:
+    """A cleanup that hangs after terminate() is ended at the deadline, by SIGTERM."""
+    run = run_script(
+        """
+        def child():
+            atexit.register(time.sleep, 600)
+            mark("ready", os.getpid())
+            time.sleep(600)
+
+        if __name__ == "__main__":
+            policy = safe_mp.CleanupPolicy(sigterm="cleanup", timeout=0.5)
+            p = ctx().Process(target=child, cleanup=policy)
+            p.start()
+            while not os.path.exists(MARK):
+                time.sleep(0.01)
+            started = time.monotonic()
+            p.terminate()
+            p.join(60)
+            mark("exitcode", p.exitcode)
+            mark("elapsed", round(time.monotonic() - started, 3))
+        """
+    )
+    marks = dict(m.split(" ", 1) for m in run.marks)
+    assert marks["exitcode"] == str(-signal.SIGTERM), run.explain()
+    assert float(marks["elapsed"]) < 5, run.explain()
