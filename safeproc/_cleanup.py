@@ -52,7 +52,6 @@ import os
 import sys
 import threading
 import time
-import types
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -60,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from safeproc import _compat
 from safeproc._deadline import arm_deadline
 from safeproc._report import ReportWriter, StepReport
-from safeproc._sigterm import install_sigterm_cleanup
+from safeproc._sigterm import die_by_sigterm, install_sigterm_cleanup
 from safeproc._stdio import flush_stdio, prepare_stdio, resolve_stdio_mode
 
 if TYPE_CHECKING:
@@ -112,6 +111,8 @@ class ChildExit:
     inherited_handlers: tuple[Any, ...] = ()
     report: ReportWriter | None = None
     finished: bool = False
+    #: SIGTERM arrived during the normal exit sequence: re-raised at its end.
+    sigterm_pending: bool = False
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -136,14 +137,7 @@ def report_unraisable(err_msg: str, obj: object) -> None:
 
     Goes through :data:`sys.unraisablehook`, so a custom hook sees it too.
     """
-    exc_type, exc_value, exc_tb = sys.exc_info()
-    args = types.SimpleNamespace(
-        exc_type=exc_type,
-        exc_value=exc_value,
-        exc_traceback=exc_tb,
-        err_msg=err_msg,
-        object=obj,
-    )
+    args = _compat.unraisable_hook_args(err_msg, obj)
     try:
         sys.unraisablehook(args)
     except BaseException:  # noqa: BLE001 - a broken hook: last resort
@@ -309,6 +303,9 @@ def wrap_run_with_deadline(run: Callable[[], None], state: ChildExit) -> Callabl
     return run_then_arm_deadline
 
 
+_Step = Callable[[ChildExit], int]
+
+
 def finish_child(state: ChildExit) -> None:
     """Run the exit sequence once, in order; each step isolated."""
     if state.finished:
@@ -317,24 +314,60 @@ def finish_child(state: ChildExit) -> None:
     report = state.report
     if report is not None and report.steps and report.steps[-1].name == "threads":
         report.steps[-1] = StepReport(name="threads", count=1)
-    policy = state.policy
-    # A spawned child's own interpreter exit collects garbage, shuts logging
-    # down and flushes files, except when SIGTERM ends it.
-    no_interpreter_exit = state.forked or state.trigger == "sigterm"
-    steps: list[tuple[str, bool, Callable[[ChildExit], int]]] = [
-        ("atexit", policy.atexit, run_child_atexit),
-        ("finalizers", policy.finalizers, run_child_finalizers),
-        ("gc", policy.gc and no_interpreter_exit, collect_child_garbage),
-        ("logging", policy.logging and no_interpreter_exit, shutdown_child_logging),
-        ("files", policy.files and no_interpreter_exit, flush_child_files),
-        ("stdio", state.stdio != "none", _flush_stdio_step),
-    ]
+    left_to_interpreter: list[tuple[str, _Step]] = []
     with _ErrorRecorder(state.errors):
-        for name, enabled, step in steps:
-            if enabled:
+        for name, step, needs_exit_help in _enabled_steps(state.policy):
+            if needs_exit_help and not _no_interpreter_exit(state):
+                left_to_interpreter.append((name, step))
+            else:
                 _run_step(state, name, step)
+        _flush_stdio_step_if_enabled(state)
     # The deadline stays armed: a forked child calls os._exit next, and a
     # spawned child's interpreter exit (gc, module teardown) is cleanup too.
+    if state.sigterm_pending:
+        # SIGTERM arrived during the sequence: no interpreter exit will do
+        # what was left to it. (One check, so no window between two.)
+        with _ErrorRecorder(state.errors):
+            for name, step in left_to_interpreter:
+                _run_step(state, name, step)
+            if left_to_interpreter:
+                _flush_stdio_step_if_enabled(state)
+        die_by_sigterm()
+
+
+def _enabled_steps(policy: CleanupPolicy) -> list[tuple[str, _Step, bool]]:
+    """Return the policy's steps in order: (name, step, left to a spawned child's exit)."""
+    sequence: list[tuple[str, bool, _Step, bool]] = [
+        ("atexit", policy.atexit, run_child_atexit, False),
+        ("finalizers", policy.finalizers, run_child_finalizers, False),
+        ("gc", policy.gc, collect_child_garbage, True),
+        ("logging", policy.logging, shutdown_child_logging, True),
+        ("files", policy.files, flush_child_files, True),
+    ]
+    return [(name, step, later) for name, enabled, step, later in sequence if enabled]
+
+
+def _flush_stdio_step_if_enabled(state: ChildExit) -> None:
+    if state.stdio != "none":
+        _run_step(state, "stdio", _flush_stdio_step)
+
+
+def _no_interpreter_exit(state: ChildExit) -> bool:
+    """Tell whether nothing after safeproc will finalize this child.
+
+    A spawned child's own interpreter exit collects garbage, shuts logging
+    down and flushes files; a forked child's ``os._exit`` does none of it,
+    and neither does death by SIGTERM. With ``sigterm="cleanup"`` a spawned
+    child does it all itself too: CPython restores SIGTERM's default action
+    early in interpreter exit, so a terminate() landing there would kill it
+    before its garbage is collected.
+    """
+    return (
+        state.forked
+        or state.policy.sigterm == "cleanup"
+        or state.trigger == "sigterm"
+        or state.sigterm_pending
+    )
 
 
 def _run_step(state: ChildExit, name: str, step: Callable[[ChildExit], int]) -> None:
@@ -362,6 +395,8 @@ def _run_step(state: ChildExit, name: str, step: Callable[[ChildExit], int]) -> 
 def _write_report(report: ReportWriter) -> None:
     try:
         report.write()
+    except FileNotFoundError:
+        pass  # the parent has exited and removed its report directory
     except OSError:
         report_unraisable("Exception ignored while writing the safeproc report", report.path)
 
@@ -476,7 +511,12 @@ def flush_child_files(state: ChildExit) -> int:  # noqa: ARG001 - step signature
         try:
             if f.closed or not f.writable():
                 continue
+        except ValueError:
+            continue  # still being constructed (a signal interrupted open())
+        try:
             f.flush()
+        except RuntimeError:
+            continue  # "reentrant call": SIGTERM interrupted a write to it
         except (OSError, ValueError):
             report_unraisable("Exception ignored while flushing file", f)
         flushed += 1

@@ -31,6 +31,7 @@ __all__ = [
     "finalize_registry",
     "next_finalize_index",
     "run_atexit_handlers",
+    "unraisable_hook_args",
 ]
 
 #: 3.13's fork and forkserver launchers clear the inherited atexit list in
@@ -58,6 +59,35 @@ def run_atexit_handlers() -> None:
     # pragma: no cover - exercised on 3.9 only
     with contextlib.suppress(BaseException):  # already printed by CPython
         atexit._run_exitfuncs()
+
+
+_unraisable_args_type: Any = None
+
+
+def unraisable_hook_args(err_msg: str, obj: object) -> Any:  # noqa: ANN401 - UnraisableHookArgs
+    """Build :data:`sys.unraisablehook`'s argument for the exception being handled.
+
+    The type is not exposed in :mod:`sys`; it is taken once from a real
+    unraisable exception, so the default hook (which checks the type) and
+    custom hooks both accept it.
+    """
+    global _unraisable_args_type  # noqa: PLW0603 - found once
+    if _unraisable_args_type is None:
+        captured: list[Any] = []
+        previous = sys.unraisablehook
+        sys.unraisablehook = captured.append
+        try:
+            _RaiseInDel()
+        finally:
+            sys.unraisablehook = previous
+        _unraisable_args_type = type(captured[0])
+    exc_type, exc_value, exc_tb = sys.exc_info()
+    return _unraisable_args_type((exc_type, exc_value, exc_tb, err_msg, obj))
+
+
+class _RaiseInDel:
+    def __del__(self) -> None:
+        raise RuntimeError
 
 
 def atexit_handler_count() -> int:

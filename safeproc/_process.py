@@ -54,6 +54,7 @@ class SafeProcessMixin:
     _cleanup_policy: CleanupPolicy
     _safeproc_report_path: str | None
     _safeproc_report: CleanupReport | None
+    _safeproc_terminate_sent: bool
     # Provided by BaseProcess.
     _name: str
     _identity: tuple[int, ...]
@@ -81,6 +82,7 @@ class SafeProcessMixin:
         self._cleanup_policy = policy or type(self)._safeproc_bound_cleanup or get_default_cleanup()
         self._safeproc_report_path = None
         self._safeproc_report = None
+        self._safeproc_terminate_sent = False
 
     @property
     def cleanup(self) -> CleanupPolicy:
@@ -115,6 +117,7 @@ class SafeProcessMixin:
         the last resort (see :mod:`safeproc._sigterm`).
         """
         super().terminate()  # type: ignore[misc]
+        self._safeproc_terminate_sent = True
         if self._cleanup_policy.sigterm == "cleanup":
             escalate_later(self, self._cleanup_policy.timeout)
 

@@ -14,6 +14,13 @@ child, so the parent escalates (:func:`escalate_later`): a second
 ``-15``, cleanup skipped) and ``SIGKILL`` (``-9``) only as the last resort.
 A plain handler would swallow the second ``SIGTERM``, leaving only SIGKILL.
 
+Lost wakeups. A signal that lands after the interpreter's last check and
+just before a blocking call (a pool worker's semaphore wait) leaves the
+handler pending while the call sleeps on. The parent therefore also nudges
+the child with ``SIGURG`` (ignored by default; the child installs a no-op
+handler for it) a few times after ``terminate()``: each nudge interrupts the
+blocking call, and the interpreter then runs the pending SIGTERM handler.
+
 ``SA_RESETHAND`` and ``timer_create`` are reached through :mod:`ctypes`
 where their layouts are known (Linux on x86_64 and aarch64); elsewhere the
 parent's escalation alone bounds the cleanup.
@@ -38,6 +45,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ESCALATION_MARGIN",
     "KILL_MARGIN",
+    "NUDGES",
+    "NUDGE_SIGNAL",
+    "die_by_sigterm",
     "escalate_later",
     "install_sigterm_cleanup",
 ]
@@ -46,6 +56,10 @@ __all__ = [
 ESCALATION_MARGIN = 0.1
 #: Seconds after the second SIGTERM before the parent sends SIGKILL.
 KILL_MARGIN = 1.0
+#: Wakes a child whose SIGTERM handler is pending behind a blocking call.
+NUDGE_SIGNAL = signal.SIGURG
+#: When the parent nudges, in seconds after terminate().
+NUDGES = (0.02, 0.05, 0.1, 0.2, 0.4)
 
 _LINUX_LAYOUTS = sys.platform.startswith("linux") and platform.machine() in (
     "x86_64",
@@ -66,17 +80,31 @@ def install_sigterm_cleanup(state: ChildExit, finish: Callable[[ChildExit], None
 
     def on_sigterm(signum: int, frame: object) -> None:  # noqa: ARG001 - signal API
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if not state.finished:
-            state.trigger = "sigterm"
-            _arm_kernel_timer(state.policy.timeout, signal.SIGTERM)
-            finish(state)
-        # Die as the plain library's child would: by the signal itself.
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(1)  # pragma: no cover - the signal is delivered first
-        os._exit(128 + signal.SIGTERM)  # pragma: no cover
+        if state.finished:
+            # The normal exit sequence is running (the handler interrupted
+            # it): let it finish under its deadline, then die by SIGTERM.
+            state.sigterm_pending = True
+            return
+        state.trigger = "sigterm"
+        _arm_kernel_timer(state.policy.timeout, signal.SIGTERM)
+        finish(state)
+        die_by_sigterm()
 
     signal.signal(signal.SIGTERM, on_sigterm)
     _make_one_shot(signal.SIGTERM)
+    signal.signal(NUDGE_SIGNAL, _on_nudge)
+
+
+def _on_nudge(signum: int, frame: object) -> None:
+    """Do nothing: being interrupted is the point (see the module docs)."""
+
+
+def die_by_sigterm() -> None:
+    """End this process by SIGTERM at its default action, as plain would."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(1)  # pragma: no cover - the signal is delivered first
+    os._exit(128 + signal.SIGTERM)  # pragma: no cover
 
 
 def _libc() -> Any:  # noqa: ANN401 - a ctypes library
@@ -153,8 +181,15 @@ class _Escalator:
                     target=self._run, name="safeproc-terminate-escalation", daemon=True
                 )
                 self._thread.start()
-            when = time.monotonic() + delay
-            heapq.heappush(self._queue, (when, next(self._counter), signal.SIGTERM, process, 0))
+            now = time.monotonic()
+            for nudge in NUDGES:
+                if nudge < delay:
+                    heapq.heappush(
+                        self._queue, (now + nudge, next(self._counter), NUDGE_SIGNAL, process, 0)
+                    )
+            heapq.heappush(
+                self._queue, (now + delay, next(self._counter), signal.SIGTERM, process, 0)
+            )
             self._lock.notify()
 
     def _run(self) -> None:
