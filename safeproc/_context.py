@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context as _std_context
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -154,6 +155,33 @@ class SafeDefaultContext(_SafeContextMixin, _std_context.DefaultContext):
 # -- the multiprocess (dill) backend ------------------------------------------
 
 
+class _RefuseStdlibQueuesMixin:
+    """Refuse, at construction, a stdlib queue built on this context.
+
+    ``concurrent.futures.ProcessPoolExecutor`` builds a
+    ``multiprocessing.queues.Queue`` on its ``mp_context``. With a
+    ``multiprocess`` spawn or forkserver context that queue reaches the
+    child through multiprocess's launcher, which the stdlib queue's pickling
+    check does not recognise: the executor then fails deep inside the
+    standard library on its first task. Failing here says what to use.
+    """
+
+    _name: str
+
+    def Lock(self) -> Any:  # noqa: N802, ANN401 - the multiprocessing API name
+        """Return a lock, as the plain context does (see the class docs)."""
+        if sys._getframe(1).f_globals.get("__name__") == "multiprocessing.queues":
+            msg = (
+                "a standard-library multiprocessing queue (used by "
+                "concurrent.futures.ProcessPoolExecutor) cannot be sent to children "
+                f"of the multiprocess (dill) {self._name!r} context. Use "
+                f"safeproc.stdlib.get_context({self._name!r}) for the executor, the "
+                "dill 'fork' context, or safeproc.Pool (dill pickling) instead."
+            )
+            raise TypeError(msg)
+        return super().Lock()  # type: ignore[misc]
+
+
 class DillSafeForkContext(_SafeContextMixin, _dill_context.ForkContext):  # type: ignore[misc]
     """``multiprocess``'s ``fork`` context with safe processes."""
 
@@ -162,7 +190,11 @@ class DillSafeForkContext(_SafeContextMixin, _dill_context.ForkContext):  # type
     __init__ = _concrete_init
 
 
-class DillSafeSpawnContext(_SafeContextMixin, _dill_context.SpawnContext):  # type: ignore[misc]
+class DillSafeSpawnContext(
+    _RefuseStdlibQueuesMixin,
+    _SafeContextMixin,
+    _dill_context.SpawnContext,  # type: ignore[misc]
+):
     """``multiprocess``'s ``spawn`` context with safe processes."""
 
     _safeproc_backend = multiprocess
@@ -170,7 +202,11 @@ class DillSafeSpawnContext(_SafeContextMixin, _dill_context.SpawnContext):  # ty
     __init__ = _concrete_init
 
 
-class DillSafeForkServerContext(_SafeContextMixin, _dill_context.ForkServerContext):  # type: ignore[misc]
+class DillSafeForkServerContext(
+    _RefuseStdlibQueuesMixin,
+    _SafeContextMixin,
+    _dill_context.ForkServerContext,  # type: ignore[misc]
+):
     """``multiprocess``'s ``forkserver`` context with safe processes."""
 
     _safeproc_backend = multiprocess
