@@ -13,6 +13,7 @@ safeproc's own.
 from __future__ import annotations
 
 from safeproc._context import DillSafeDefaultContext
+from safeproc._install import install, uninstall
 from safeproc._policy import CleanupPolicy, get_default_cleanup, set_default_cleanup
 from safeproc._pool import DillSafePool
 from safeproc._process import DillSafeProcess
@@ -58,6 +59,7 @@ __all__ = [
     "get_default_cleanup",
     "get_logger",
     "get_start_method",
+    "install",
     "log_to_stderr",
     "parent_process",
     "reducer",
@@ -65,6 +67,7 @@ __all__ = [
     "set_executable",
     "set_forkserver_preload",
     "set_start_method",
+    "uninstall",
 ]
 
 _default_context = DillSafeDefaultContext()

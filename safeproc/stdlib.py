@@ -10,6 +10,7 @@ module offers every name :mod:`multiprocessing` offers, plus safeproc's own.
 from __future__ import annotations
 
 from safeproc._context import SafeDefaultContext
+from safeproc._install import install, uninstall
 from safeproc._policy import CleanupPolicy, get_default_cleanup, set_default_cleanup
 from safeproc._pool import SafePool
 from safeproc._process import SafeProcess
@@ -53,6 +54,7 @@ __all__ = [
     "get_default_cleanup",
     "get_logger",
     "get_start_method",
+    "install",
     "log_to_stderr",
     "parent_process",
     "reducer",
@@ -60,6 +62,7 @@ __all__ = [
     "set_executable",
     "set_forkserver_preload",
     "set_start_method",
+    "uninstall",
 ]
 
 _default_context = SafeDefaultContext()

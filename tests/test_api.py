@@ -24,7 +24,9 @@ SAFE_NAMES = {
     "SafeProcess",
     "StepReport",
     "get_default_cleanup",
+    "install",
     "set_default_cleanup",
+    "uninstall",
 }
 
 
@@ -136,6 +138,20 @@ def test_executor_workers_finalize_what_they_created(run_script: RunScript) -> N
 def test_executor_with_dill_fork_context(run_script: RunScript) -> None:
     """The stdlib executor also works with the dill backend's fork context."""
     _check_executor_run(run_script(EXECUTOR_SCENARIO))
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_stdlib_executor_with_dill_spawn_contexts_fails_clearly(method: str) -> None:
+    """The stdlib executor cannot use multiprocess spawn/forkserver contexts:
+    construction fails with a TypeError that says what to use instead."""
+    ctx = safeproc.get_context(method)
+    with pytest.raises(TypeError, match=r"safeproc\.stdlib\.get_context"):
+        concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx)
+    # Its own queues and locks are unaffected.
+    q = ctx.Queue()
+    q.put(1)
+    assert q.get(timeout=10) == 1
+    ctx.Lock().acquire()
 
 
 def _check_executor_run(run: Any) -> None:

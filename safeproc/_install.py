@@ -1,0 +1,256 @@
+"""``install()``: safe children for code that only knows the plain libraries.
+
+Code safeproc does not own (a DataLoader, a dask nanny, a library calling
+``multiprocessing.get_context("spawn")``) makes plain process objects. One
+patch per backend reaches all of them, whenever they were imported::
+
+    parent: install(policy)                       child
+    -----------------------                       -----
+    BaseProcess._bootstrap  = safe_bootstrap  --fork-->  safe_bootstrap(self)
+      (multiprocessing and multiprocess)                   run_child(self, plain _bootstrap, policy)
+    spawn.get_preparation_data adds           --spawn / forkserver (pickled)-->
+      "safeproc_install": InstallInChild(policy)   unpickling it calls install(policy)
+                                                   before the process object is
+                                                   loaded and bootstrapped
+
+Classes, ``isinstance`` and pickling by name are untouched: only the method
+the child runs is wrapped. ``SafeProcessMixin`` processes already run the
+exit sequence through ``super()._bootstrap``, so the wrapper passes them
+straight through, and a per-process guard makes sure that two wrappers in one
+chain (say ``install(); <coverage patches>; uninstall(); install()``) never
+run it twice.
+
+Other tools patch the same method (coverage.py replaces
+``multiprocessing.process.BaseProcess._bootstrap`` with one that calls the
+function it found when it was imported). Either order works: each wrapper
+calls what it found, and if a later patch dropped safeproc's (it found the
+plain method), the wrapper is put back on top right before the next fork;
+spawned and forkserver children install themselves first.
+``uninstall()`` restores the original only where the wrapper is still the
+attribute; where someone else wrapped it since, it leaves their patch in
+place and the wrapper becomes a pass-through.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.process
+import multiprocessing.spawn
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import multiprocess
+import multiprocess.process
+import multiprocess.spawn
+
+from safeproc._cleanup import report_unraisable, run_child
+from safeproc._coverage import measure_multiprocess_children
+from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
+from safeproc._process import SafeProcessMixin
+
+__all__ = ["install", "installed", "uninstall"]
+
+#: The key :func:`install` adds to the spawn preparation data. ``prepare()``
+#: ignores keys it does not know; unpickling this one installs in the child.
+PREPARATION_KEY = "safeproc_install"
+
+# A wrapper safeproc made carries this attribute (uninstall looks for it).
+_WRAPPER_MARK = "_safeproc_install_wrapper"
+
+_lock = threading.RLock()
+_active = False
+_policy: CleanupPolicy | None = None
+# The pid whose _bootstrap already runs the exit sequence: an inner wrapper
+# of the same chain passes through. A grandchild has another pid.
+_running_in_pid: int | None = None
+
+
+@dataclass
+class _Patch:
+    """One attribute safeproc replaced: where, and what it found there."""
+
+    owner: Any
+    name: str
+    original: Callable[..., Any]
+    wrapper: Callable[..., Any]
+
+
+_patches: list[_Patch] = []
+
+
+def install(cleanup: CleanupPolicy | None = None) -> None:
+    """Make every process ``multiprocessing`` and ``multiprocess`` start safe.
+
+    After this call, children started through the plain libraries (their
+    ``Process`` and every context's, ``Pool`` workers, the stdlib
+    ``ProcessPoolExecutor``'s workers, managers), by code imported before or
+    after it, run safeproc's exit sequence under every start method, as
+    :class:`SafeProcess` children do. Process classes, ``isinstance`` checks
+    and pickling are unchanged. Calling it again only changes the policy.
+    Safe to call from any thread; undone by :func:`uninstall`.
+
+    :param cleanup: the policy for those children; ``None`` means the
+        process-wide default (:func:`get_default_cleanup`) as it is when each
+        child starts. Safeproc's own processes, pools and contexts keep the
+        policies they were given.
+    :raises TypeError: *cleanup* is not a :class:`CleanupPolicy` or ``None``.
+
+    .. versionadded:: 0.1
+    """
+    global _active, _policy  # noqa: PLW0603 - the process-wide switch
+    policy = check_policy(cleanup, "install()")
+    with _lock:
+        _policy = policy
+        if _active:
+            return
+        for backend, process_module, spawn_module in _backends():
+            base = process_module.BaseProcess
+            _patch(base, "_bootstrap", _make_safe_bootstrap(backend, base._bootstrap))
+            _patch(
+                spawn_module,
+                "get_preparation_data",
+                _make_preparation_data(spawn_module.get_preparation_data),
+            )
+        _active = True
+    measure_multiprocess_children()
+
+
+def uninstall() -> None:
+    """Undo :func:`install`: plain processes start plain children again.
+
+    Patches that other tools applied on top of safeproc's since (coverage.py)
+    stay; safeproc's wrappers under them pass through. Children already
+    started keep what they had. Calling it when not installed does nothing.
+
+    .. versionadded:: 0.1
+    """
+    global _active, _policy  # noqa: PLW0603 - the process-wide switch
+    with _lock:
+        _active = False
+        _policy = None
+        while _patches:
+            patch = _patches.pop()
+            if getattr(patch.owner, patch.name, None) is patch.wrapper:
+                setattr(patch.owner, patch.name, patch.original)
+
+
+def _reassert_before_fork() -> None:
+    """Put a safe bootstrap back on top if another patch replaced it.
+
+    coverage.py's wrapper calls the method it found when ``coverage.multiproc``
+    was imported: imported before :func:`install`, its patch drops ours.
+    Wrapping whatever is there again is harmless when it still reaches ours
+    (the inner wrapper passes through); checked right before every fork, the
+    only start method whose child does not install itself.
+    """
+    if not _active:
+        return
+    for backend, process_module, _ in _backends():
+        base = process_module.BaseProcess
+        if not _reaches_safe_bootstrap(base._bootstrap):
+            with _lock:
+                if _active and not _reaches_safe_bootstrap(base._bootstrap):
+                    _patch(base, "_bootstrap", _make_safe_bootstrap(backend, base._bootstrap))
+
+
+def _reaches_safe_bootstrap(function: object) -> bool:
+    """Tell whether *function* is, or declares it wraps, a safe bootstrap."""
+    seen = 0
+    while function is not None and seen < 100:  # noqa: PLR2004 - a cycle guard
+        if getattr(function, _WRAPPER_MARK, False):
+            return True
+        function = getattr(function, "__wrapped__", None)
+        seen += 1
+    return False
+
+
+def _reset_lock_in_child() -> None:
+    # Another parent thread may have held it at fork: it is never released here.
+    global _lock  # noqa: PLW0603 - a fresh lock per process
+    _lock = threading.RLock()
+
+
+os.register_at_fork(before=_reassert_before_fork, after_in_child=_reset_lock_in_child)
+
+
+def installed() -> bool:
+    """Tell whether :func:`install` is in effect in this process."""
+    return _active
+
+
+def _backends() -> list[tuple[Any, Any, Any]]:
+    return [
+        (multiprocessing, multiprocessing.process, multiprocessing.spawn),
+        (multiprocess, multiprocess.process, multiprocess.spawn),
+    ]
+
+
+def _patch(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:  # noqa: ANN401
+    original = getattr(owner, name)
+    _patches.append(_Patch(owner, name, original, wrapper))
+    setattr(owner, name, wrapper)
+
+
+def _make_safe_bootstrap(backend: Any, original: Callable[..., int]) -> Callable[..., int]:  # noqa: ANN401
+    def _bootstrap(self: Any, parent_sentinel: int | None = None) -> int:  # noqa: ANN401
+        global _running_in_pid  # noqa: PLW0603 - set once in the child
+        if not _active or isinstance(self, SafeProcessMixin) or _running_in_pid == os.getpid():
+            return original(self, parent_sentinel)
+        _running_in_pid = os.getpid()
+        return run_child(
+            self,
+            lambda: original(self, parent_sentinel),
+            _policy or get_default_cleanup(),
+            start_method=_start_method(self, backend),
+            report_path=None,
+        )
+
+    _bootstrap.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(_bootstrap, _WRAPPER_MARK, True)
+    return _bootstrap
+
+
+def _start_method(process: Any, backend: Any) -> str | None:  # noqa: ANN401
+    # The concrete classes name their method; Process uses the default one.
+    method: str | None = getattr(type(process), "_start_method", None)
+    if method is None:
+        method = backend.get_start_method(allow_none=True)
+    return method
+
+
+def _make_preparation_data(original: Callable[[str], dict[str, Any]]) -> Callable[..., Any]:
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data = original(name)
+        if _active:
+            data[PREPARATION_KEY] = InstallInChild(_policy or get_default_cleanup())
+        return data
+
+    get_preparation_data.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(get_preparation_data, _WRAPPER_MARK, True)
+    return get_preparation_data
+
+
+class InstallInChild:
+    """Travels in the spawn preparation data; unpickling it installs safeproc.
+
+    A spawned or forkserver child unpickles the preparation data before the
+    process object, so its ``_bootstrap`` is already the safe one.
+    """
+
+    def __init__(self, policy: CleanupPolicy) -> None:
+        self.policy = policy
+
+    def __reduce__(self) -> tuple[Callable[[CleanupPolicy], None], tuple[CleanupPolicy]]:
+        return (install_in_child, (self.policy,))
+
+
+def install_in_child(policy: CleanupPolicy) -> None:
+    """Install *policy* in a spawned or forkserver child (from unpickling)."""
+    try:
+        install(policy)
+    except BaseException:  # noqa: BLE001 - the child runs plain rather than not at all
+        report_unraisable("Exception ignored while installing safeproc in the child", policy)
+        sys.stderr.flush()
