@@ -48,6 +48,14 @@ def tests(session: nox.Session) -> None:
         "pytest",
         "-p",
         "no:cacheprovider",
+        # Read by the docs' support table (docs/_ext/support_table.py).
+        f"--junitxml={ROOT / 'build' / 'test-results' / f'py{session.python}.xml'}",
+        # Most tests wait on children (deadlines, sleeps): three workers
+        # overlap the waiting on two cores.
+        "-n",
+        "3",
+        "-m",
+        "not clients",
         *session.posargs,
         env={"PYTHONFAULTHANDLER": "1"},
     )
@@ -71,11 +79,93 @@ def mypy(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
     """Build the Sphinx site (nitpicky, warnings as errors) and run its doctests."""
+    if not any((ROOT / "build" / "test-results").glob("py*.xml")):
+        session.error(
+            "no test results in build/test-results/: the docs' support table is "
+            "generated from them, run `nox -s tests` first"
+        )
     session.install(".[docs]")
     build = ROOT / "docs" / "_build"
+    # -E: the API pages and the support table are generated from the package
+    # and the test results, which Sphinx does not track as sources.
     session.run(
-        "sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", str(build / "html")
+        "sphinx-build", "-E", "-n", "-W", "--keep-going", "-b", "html", "docs", str(build / "html")
     )
     session.run(
-        "sphinx-build", "-n", "-W", "--keep-going", "-b", "doctest", "docs", str(build / "doctest")
+        "sphinx-build",
+        *("-E", "-n", "-W", "--keep-going", "-b", "doctest", "docs", str(build / "doctest")),
+    )
+    session.run("python", "docs/run_readme_examples.py")
+
+
+@nox.session(python=PYTHONS)
+def conformance(session: nox.Session) -> None:
+    """Run the backends' own test suites, plain and under ``safeproc.install()``.
+
+    Runs CPython's ``test._test_multiprocessing`` and ``multiprocess.tests``
+    ("processes" variants) and fails if a test passes plain but not
+    installed. ``nox -s conformance -- --methods fork`` picks start methods.
+    Skipped where the interpreter has no ``test`` package.
+    """
+    has_suite = session.run(
+        "python",
+        "-c",
+        "import importlib.util as u; print(u.find_spec('test._test_multiprocessing') is not None)",
+        silent=True,
+    )
+    if not isinstance(has_suite, str) or has_suite.strip() != "True":
+        session.skip("this Python has no test package (test._test_multiprocessing)")
+    session.install(".")
+    out = ROOT / "build" / "conformance" / str(session.python)
+    session.run("python", "conformance/run.py", "all", "--out", str(out), *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ``python -m safeproc bench`` (verdicts), then the pyperf suite.
+
+    Results go to ``bench-results/``: ``bench-<python>.json`` from the
+    interleaved run, ``pyperf-<python>-heap<N>.json`` to compare over time
+    with ``python -m pyperf compare_to``. Arguments after ``--`` go to
+    ``python -m safeproc bench`` (``nox -s bench -- --full``).
+    """
+    session.install(".[bench]")
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    session.run(
+        "python",
+        "-m",
+        "safeproc",
+        "bench",
+        "--json",
+        str(out / f"bench-{session.python}.json"),
+        *session.posargs,
+    )
+    for heap in (0, 1_000_000):
+        result = out / f"pyperf-{session.python}-heap{heap}.json"
+        result.unlink(missing_ok=True)  # pyperf refuses to overwrite
+        # 4 worker processes of 3 values each: about 10 minutes a Python on 2 cores.
+        session.run(
+            "python",
+            "benchmarks/bench_exit.py",
+            *("--processes", "4", "--values", "3", "--heap", str(heap), "-o", str(result)),
+        )
+
+
+@nox.session(python="3.11")
+def clients(session: nox.Session) -> None:
+    """Run the real-client tests: torch DataLoader and dask.distributed workers."""
+    # torch==2.13.0 is the CPU-only wheel here; an unpinned torch would pull
+    # the multi-gigabyte CUDA build.
+    session.install(".[tests]", "torch==2.13.0", "distributed")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "clients",
+        "tests/test_clients.py",
+        *session.posargs,
     )

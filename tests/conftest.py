@@ -143,6 +143,8 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
         child_env.update(env or {})
         child_env["SAFEPROC_TEST_TOKEN"] = token
         child_env.pop("SAFEPROC_TEST_PLAIN", None)
+        # Buffering is part of what the tests observe: -u asks for it.
+        child_env.pop("PYTHONUNBUFFERED", None)
         if plain:
             child_env["SAFEPROC_TEST_PLAIN"] = "1"
         out_path = tmp_path / "stdout.txt"
