@@ -241,17 +241,18 @@ def freeze_inherited_heap() -> None:
 def mark_finalizer_boundary(policy: CleanupPolicy) -> int:
     """Return the first ``weakref.finalize`` index that belongs to the child.
 
-    Inherited finalizers are marked ``atexit=False`` in the child's copy of
-    the registry, so weakref's own exit hook selects only the child's. That
+    Weakref's own exit hook is made to select only finalizers at or above
+    the boundary (one class attribute written, rather than every inherited
+    entry: each write to inherited memory costs a copy-on-write fault). The
     hook is re-armed: the child's first finalizer registers it with atexit at
     the position a normal program would (3.13 loses child finalizers because
     the inherited "already registered" flag stays set). With
     ``finalizers=False`` it stays disarmed.
     """
-    for info in list(_compat.finalize_registry().values()):
-        info.atexit = False
+    boundary = _compat.next_finalize_index()
+    _compat.select_finalizers_from(boundary)
     weakref.finalize._registered_with_atexit = not policy.finalizers  # type: ignore[attr-defined]
-    return _compat.next_finalize_index()
+    return boundary
 
 
 def drop_inherited_atexit() -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "finalize_registry",
     "next_finalize_index",
     "run_atexit_handlers",
+    "select_finalizers_from",
     "unraisable_hook_args",
 ]
 
@@ -105,6 +106,21 @@ def next_finalize_index() -> int:
     index_iter: Any = weakref.finalize._index_iter  # type: ignore[attr-defined]
     index: int = next(index_iter)
     return index
+
+
+def select_finalizers_from(boundary: int) -> None:
+    """Make ``weakref.finalize``'s exit hook ignore indices below *boundary*.
+
+    Replaces the private ``_select_for_exit`` classmethod (3.9 to 3.13 share
+    its shape) in this process only.
+    """
+
+    def select_for_exit(cls: Any) -> list[Any]:  # noqa: ANN401 - weakref.finalize
+        live = [(f, i) for f, i in cls._registry.items() if i.atexit and i.index >= boundary]
+        live.sort(key=lambda item: item[1].index)
+        return [f for f, _ in live]
+
+    weakref.finalize._select_for_exit = classmethod(select_for_exit)  # type: ignore[attr-defined]
 
 
 def finalize_registry() -> dict[Any, Any]:

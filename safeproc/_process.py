@@ -10,6 +10,7 @@ and forkserver pickle process objects by class name.
 from __future__ import annotations
 
 import copyreg
+import importlib
 import multiprocessing
 import multiprocessing.context as _std_context
 from typing import Any, Callable, ClassVar, TypeVar
@@ -107,6 +108,8 @@ class SafeProcessMixin:
         """Start the child, as the plain :meth:`~multiprocessing.Process.start`."""
         if self._cleanup_policy.report and self._safeproc_report_path is None:
             self._safeproc_report_path = new_report_path()
+        if self._child_start_method() == "forkserver":
+            _preload_in_forkserver(self._safeproc_backend)
         super().start()  # type: ignore[misc]
 
     def terminate(self) -> None:
@@ -149,6 +152,17 @@ class SafeProcessMixin:
             state = rv[2] if len(rv) > 2 else None  # noqa: PLR2004 - reduce tuple
             rv = (copyreg._reconstructor, (named, object, None), state)  # type: ignore[attr-defined]
         return rv
+
+
+def _preload_in_forkserver(backend: Any) -> None:  # noqa: ANN401 - a backend package
+    """Have the forkserver import safeproc once, not every child it forks.
+
+    Only before the server starts; the user's own preload list is kept.
+    """
+    server = importlib.import_module(f"{backend.__name__}.forkserver")._forkserver
+    modules = list(getattr(server, "_preload_modules", None) or [])
+    if getattr(server, "_forkserver_pid", None) is None and __name__ not in modules:
+        server._preload_modules = [*modules, __name__]
 
 
 def _is_safeproc_class(cls: type) -> bool:
