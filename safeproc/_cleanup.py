@@ -343,7 +343,9 @@ def _enabled_steps(policy: CleanupPolicy) -> list[tuple[str, _Step, bool]]:
         ("finalizers", policy.finalizers, run_child_finalizers, False),
         ("gc", policy.gc, collect_child_garbage, True),
         ("logging", policy.logging, shutdown_child_logging, True),
-        ("files", policy.files, flush_child_files, True),
+        # Not left to the interpreter: 3.9's exit does not flush a file held
+        # by a spawned child's __mp_main__ globals.
+        ("files", policy.files, flush_child_files, False),
     ]
     return [(name, step, later) for name, enabled, step, later in sequence if enabled]
 
@@ -402,10 +404,13 @@ def _write_report(report: ReportWriter) -> None:
         report_unraisable("Exception ignored while writing the safeproc report", report.path)
 
 
-def run_child_atexit(state: ChildExit) -> int:  # noqa: ARG001 - step signature
+def run_child_atexit(state: ChildExit) -> int:
     """Run the child's atexit handlers, last registered first, once."""
     count = _compat.atexit_handler_count()
-    _compat.run_atexit_handlers()  # also empties the list: 3.13's run is a no-op
+    # Also empties the list: 3.13's own run after _bootstrap is a no-op.
+    unreported = _compat.run_atexit_handlers()
+    if unreported is not None:
+        state.errors.append(f"Error in atexit._run_exitfuncs: {unreported!r}")
     return count
 
 

@@ -6,7 +6,6 @@ A reader looking for an ``if sys.version_info`` finds all of them here.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import sys
 import weakref
 from typing import Any, Callable
@@ -46,20 +45,23 @@ def clear_atexit() -> None:
     atexit._clear()
 
 
-def run_atexit_handlers() -> None:
+def run_atexit_handlers() -> BaseException | None:
     """Run and clear the atexit list as interpreter exit would.
 
     CPython reports each failing handler itself ("Exception ignored in atexit
-    callback" from 3.10, "Error in atexit._run_exitfuncs" on 3.9). 3.9 then
-    re-raises the last error from ``_run_exitfuncs``; that error was already
-    printed, so it is dropped here rather than reported twice.
+    callback" from 3.10, through :data:`sys.unraisablehook`; "Error in
+    atexit._run_exitfuncs" on 3.9, straight to stderr). 3.9 then re-raises
+    the last error from ``_run_exitfuncs``: it was already printed, so it is
+    returned (for the report) rather than reported twice.
     """
     if sys.version_info >= (3, 10):
         atexit._run_exitfuncs()
-        return
-    # pragma: no cover - exercised on 3.9 only
-    with contextlib.suppress(BaseException):  # already printed by CPython
+        return None
+    try:  # pragma: no cover - exercised on 3.9 only
         atexit._run_exitfuncs()
+    except BaseException as exc:  # noqa: BLE001 - already printed by CPython
+        return exc
+    return None
 
 
 _unraisable_args_type: Any = None

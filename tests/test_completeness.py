@@ -3,7 +3,7 @@ the cleanup report, each observed from outside the child."""
 
 from __future__ import annotations
 
-import sys
+import re
 from typing import TYPE_CHECKING
 
 import pytest
@@ -130,25 +130,27 @@ def test_buffered_files_made_in_the_child_are_flushed(run_script: RunScript) -> 
 def test_files_off_leaves_child_files_to_the_plain_library(
     run_script: RunScript, start_method: str
 ) -> None:
-    """files=False: an unclosed child file loses its buffer under fork/forkserver."""
-    run = run_script(
-        """
+    """files=False: an unclosed child file fares as under the plain library
+    (its buffer is lost under fork and forkserver)."""
+    body = """
         def child(path):
             global f
             f = open(path, "w")
             f.write("child bytes\\n")
 
         if __name__ == "__main__":
-            policy = safe_mp.CleanupPolicy(files=False)
-            p = ctx().Process(target=child, args=(MARK + ".child",), cleanup=policy)
+            kw = {} if mp is plain_mp else {"cleanup": safe_mp.CleanupPolicy(files=False)}
+            p = ctx().Process(target=child, args=(MARK + ".child",), **kw)
             p.start()
             p.join()
             with open(MARK + ".child") as c:
                 mark("child file:", c.read().strip() or "empty")
         """
-    )
-    expected = "child bytes" if start_method == "spawn" else "empty"
-    assert run.marks == [f"child file: {expected}"], run.explain()
+    safe = run_script(body)
+    plain = run_script(body, plain=True)
+    assert safe.marks == plain.marks, (safe.explain(), plain.explain())
+    if start_method != "spawn":
+        assert safe.marks == ["child file: empty"], safe.explain()
 
 
 def test_child_finalizers_run_after_the_parent_made_one(run_script: RunScript) -> None:
@@ -303,14 +305,18 @@ def test_parent_writer_thread_never_hangs_or_duplicates(run_script: RunScript) -
     run = run_script(WRITER_THREAD_SCENARIO.format(forks=forks), timeout=240)
     assert run.returncode == 0, run.explain()[-3000:]
     assert run.marks == ["hung 0"], run.marks
-    lines = run.stdout.splitlines()
-    child = sorted(int(ln.split()[1]) for ln in lines if ln.startswith("child-line "))
+    # A child's exit flush is one write of under PIPE_BUF bytes, so it is
+    # atomic; the parent's 8 KiB writes are not, and a child's line can land
+    # inside one of them. Match the child's lines anywhere, and the parent's
+    # only where they are intact.
+    child = sorted(int(n) for n in re.findall(r"child-line (\d+)\n", run.stdout))
     assert child == list(range(forks)), child[:20]
     records = sorted(
         int(ln.split()[1]) for ln in run.stderr.splitlines() if ln.startswith("child-record")
     )
     assert records == list(range(forks)), run.stderr[-2000:]
-    parent = [int(ln.split()[1]) for ln in lines if ln.startswith("parent-line ")]
+    parent = re.findall(r"(?m)^parent-line (\d+)$", run.stdout)
+    assert len(parent) > 0
     assert len(parent) == len(set(parent)), "a parent line was written twice"
 
 
@@ -336,7 +342,7 @@ def test_report_is_delivered_with_counts_times_and_errors(run_script: RunScript)
             r = p.cleanup_report
             mark("trigger", r.trigger, r.deadline_expired, r.hung_step)
             mark("atexit", r.step("atexit").count)
-            mark("errors", len(r.errors), "ZeroDivisionError" in r.errors[0])
+            mark("errors", len(r.errors), any("ZeroDivisionError" in e for e in r.errors))
             mark("steps", ",".join(s.name for s in r.steps))
             mark("seconds", r.seconds >= 0, all(s.seconds >= 0 for s in r.steps))
             mark("pid", r.pid == p.pid)
@@ -346,8 +352,7 @@ def test_report_is_delivered_with_counts_times_and_errors(run_script: RunScript)
     marks = dict(m.split(" ", 1) for m in run.marks)
     assert marks["trigger"] == "exit False None", run.explain()
     assert int(marks["atexit"]) >= 2, run.explain()
-    if sys.version_info >= (3, 10):
-        assert marks["errors"] == "1 True", run.explain()
+    assert marks["errors"] == "1 True", run.explain()
     assert marks["seconds"] == "True True", run.explain()
     assert marks["pid"] == "True", run.explain()
     steps = marks["steps"].split(",")

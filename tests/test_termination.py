@@ -34,7 +34,7 @@ if __name__ == "__main__":
     policy = safe_mp.CleanupPolicy(sigterm={sigterm!r}, timeout=0.5, report=True)
     p = ctx().Process(target=child, cleanup=policy)
     p.start()
-    while not os.path.exists(MARK):
+    while not (os.path.exists(MARK) and "ready" in open(MARK).read()):
         time.sleep(0.01)
     started = time.monotonic()
     p.terminate()
@@ -90,7 +90,7 @@ def test_hung_cleanup_after_sigterm_still_dies_by_sigterm(run_script: RunScript)
             policy = safe_mp.CleanupPolicy(sigterm="cleanup", timeout=0.5)
             p = ctx().Process(target=child, cleanup=policy)
             p.start()
-            while not os.path.exists(MARK):
+            while not (os.path.exists(MARK) and "ready" in open(MARK).read()):
                 time.sleep(0.01)
             started = time.monotonic()
             p.terminate()
