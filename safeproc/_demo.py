@@ -43,10 +43,9 @@ SEED_PROGRAM = textwrap.dedent(
     """
 )
 
-_BACKENDS = (
-    ("stdlib", "multiprocessing", "safeproc.stdlib"),
-    ("multiprocess", "multiprocess", "safeproc"),
-)
+# The seed program picks its import from DEMO_LIBRARY: plain-<backend> or
+# safe-<backend>.
+_BACKENDS = ("stdlib", "multiprocess")
 
 
 def _run(script: str, library: str, method: str) -> str:
@@ -84,7 +83,7 @@ def run_demo(methods: list[str] | None = None) -> int:
         script = os.path.join(tmp, "seed.py")
         with open(script, "w", encoding="utf-8") as f:
             f.write(SEED_PROGRAM)
-        for backend, _, _ in _BACKENDS:
+        for backend in _BACKENDS:
             for method in methods:
                 plain = _run(script, f"plain-{backend}", method)
                 safe = _run(script, f"safe-{backend}", method)
