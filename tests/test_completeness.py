@@ -379,3 +379,64 @@ def test_report_delivery_never_blocks_when_the_parent_is_gone(run_script: RunScr
     assert run.returncode == 0, run.explain()
     # The harness waits for every process it started, grandchildren included.
     assert "parent-gone" in run.marks, run.explain()
+
+
+OTEL_SCENARIO = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+
+class FileExporter(SpanExporter):
+    def export(self, spans):
+        for span in spans:
+            mark("span", span.name, os.getpid())
+        return SpanExportResult.SUCCESS
+
+
+def setup_tracing():
+    global provider
+    provider = TracerProvider()  # registers its own atexit shutdown
+    # A long schedule: only the exit-time shutdown can export these spans.
+    provider.add_span_processor(BatchSpanProcessor(FileExporter(), schedule_delay_millis=60_000))
+
+
+def make_spans(n):
+    tracer = provider.get_tracer("test")
+    for i in range(n):
+        with tracer.start_as_current_span(f"s{{i}}"):
+            pass
+    return n
+
+
+def child():
+    setup_tracing()
+    make_spans(5)
+
+
+if __name__ == "__main__":
+    if {in_pool}:
+        pool = ctx().Pool(2, initializer=setup_tracing)
+        assert sum(pool.map(make_spans, [3] * 4, chunksize=1)) == 12
+        pool.close()
+        pool.join()
+    else:
+        p = ctx().Process(target=child)
+        p.start()
+        p.join()
+        mark("exitcode", p.exitcode)
+"""
+
+
+@pytest.mark.parametrize("in_pool", [False, True], ids=["process", "pool"])
+def test_opentelemetry_batch_spans_are_not_lost(run_script: RunScript, in_pool: bool) -> None:
+    """An OpenTelemetry TracerProvider with a BatchSpanProcessor made in a
+    child or a pool initializer exports every span at exit."""
+    run = run_script(OTEL_SCENARIO.format(in_pool=in_pool))
+    assert run.returncode == 0, run.explain()
+    spans = [m for m in run.marks if m.startswith("span ")]
+    if in_pool:
+        assert len(spans) == 12, run.explain()
+    else:
+        assert sorted(m.split()[1] for m in spans) == [f"s{i}" for i in range(5)], run.explain()
+        assert run.marks[-1] == "exitcode 0", run.explain()

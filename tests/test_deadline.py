@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import RunScript
+    from conftest import Run, RunScript
 
 HANGS = {
     "python-loop": "while True: pass",
@@ -68,20 +68,21 @@ STEP_FUNCTIONS = {
 }
 
 
-def _check_deadline_run(run: object, where: str, start_method: str) -> None:
-    marks = run.marks  # type: ignore[attr-defined]
-    explain = run.explain()  # type: ignore[attr-defined]
+def _check_deadline_run(run: Run, where: str, start_method: str) -> None:
+    marks = run.marks
+    explain = run.explain()
     assert marks[0] == "target-done", explain
     assert marks[1] == f"exitcode {-signal.SIGALRM}", explain
     # The deadline is 0.5 s; anything near the 60 s join timeout is a hang.
     assert float(marks[2].split()[1]) < 10, explain
-    function, step = STEP_FUNCTIONS[where]
+    function: str = STEP_FUNCTIONS[where][0]
+    step: str | None = STEP_FUNCTIONS[where][1]
     if where == "del" and start_method == "spawn":
         # A spawned child's garbage is collected whenever the interpreter's
         # own gc runs (during any step, or its exit): the deadline still wins.
         function, step = "hang", None
         assert marks[3].startswith("report True "), explain
-    stderr = run.stderr  # type: ignore[attr-defined]
+    stderr = run.stderr
     assert "most recent call first" in stderr, explain
     assert f"in {function}" in stderr, explain
     assert "in hang" in stderr, explain
