@@ -169,3 +169,32 @@ def clients(session: nox.Session) -> None:
         "tests/test_clients.py",
         *session.posargs,
     )
+
+
+@nox.session(python="3.11")
+def faults(session: nox.Session) -> None:
+    """Seeded fault injection: 1,000 random child runs, checked from outside.
+
+    The seed is printed first; ``nox -s faults -- --seed N`` (or
+    ``SAFEPROC_FAULTS_SEED=N``) reproduces a run, ``-- --seed N --only I``
+    one case, ``-- --runs 5000`` draws more. Another Python:
+    ``nox -s faults --force-python 3.13``. See ``faults/run_faults.py``.
+    """
+    session.install(".", "psutil")
+    session.run("python", "faults/run_faults.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def stress(session: nox.Session) -> None:
+    """Pool terminate() stress: 200 rounds per backend and start method.
+
+    ``SAFEPROC_STRESS_ROUNDS`` changes the number of rounds; another Python:
+    ``nox -s stress --force-python 3.13``.
+    """
+    session.install(".[tests]")
+    session.run(
+        "python",
+        *("-m", "pytest", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=0"),
+        "faults/test_pool_stress.py",
+        *session.posargs,
+    )
