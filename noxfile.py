@@ -157,7 +157,8 @@ def clients(session: nox.Session) -> None:
     """Run the real-client tests: torch DataLoader and dask.distributed workers."""
     # torch==2.13.0 is the CPU-only wheel here; an unpinned torch would pull
     # the multi-gigabyte CUDA build.
-    session.install(".[tests]", "torch==2.13.0", "distributed")
+    # numpy too: torch warns at import without it, and warnings are errors.
+    session.install(".[tests]", "torch==2.13.0", "numpy", "distributed")
     session.run(
         "python",
         "-m",
