@@ -59,7 +59,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from safeproc import _compat
 from safeproc._deadline import arm_deadline
 from safeproc._report import ReportWriter, StepReport
-from safeproc._sigterm import die_by_sigterm, install_sigterm_cleanup
+from safeproc._sigterm import (
+    die_by_sigterm,
+    drop_inherited_sigterm_cleanup,
+    install_sigterm_cleanup,
+)
 from safeproc._stdio import flush_stdio, prepare_stdio, resolve_stdio_mode
 
 if TYPE_CHECKING:
@@ -113,6 +117,9 @@ class ChildExit:
     finished: bool = False
     #: SIGTERM arrived during the normal exit sequence: re-raised at its end.
     sigterm_pending: bool = False
+    #: logging was imported before this child started (so its own atexit
+    #: hook, if any, was the parent's and was dropped).
+    logging_inherited: bool = False
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -210,6 +217,7 @@ def begin_child(
         forked=forked,
         stdio=resolve_stdio_mode(policy.stdio, forked=forked, parent_threads=_threads_at_last_fork),
     )
+    state.logging_inherited = forked and "logging" in sys.modules
     if policy.report and report_path is not None:
         state.report = ReportWriter(report_path, trigger="exit", timeout=policy.timeout)
     if forked:
@@ -220,6 +228,8 @@ def begin_child(
     prepare_stdio(state.stdio)
     if policy.sigterm == "cleanup":
         install_sigterm_cleanup(state, finish_child)
+    elif forked:
+        drop_inherited_sigterm_cleanup()
     if state.report is not None:
         # Timed as a step so the report shows what child start cost.
         state.report.steps.append(
@@ -464,12 +474,21 @@ def collect_child_garbage(state: ChildExit) -> int:  # noqa: ARG001 - step signa
 
 
 def shutdown_child_logging(state: ChildExit) -> int:
-    """Flush and close child-made handlers; flush inherited buffering ones."""
+    """Flush and close child-made handlers; flush inherited buffering ones.
+
+    When logging was first imported in this child, its own atexit hook
+    (``logging.shutdown``) already closed every handler in the atexit step:
+    closing them again would run close() twice.
+    """
     logging = sys.modules.get("logging")
-    if logging is None:
+    if logging is None or (not state.logging_inherited and state.policy.atexit):
         return 0
     inherited = set(state.inherited_handlers)
-    child_refs = [ref for ref in list(logging._handlerList) if ref not in inherited]
+    child_refs = [
+        ref
+        for ref in list(logging._handlerList)
+        if ref not in inherited and not getattr(ref(), "_closed", False)
+    ]
     for ref in reversed(child_refs):
         try:
             logging.shutdown([ref])

@@ -33,6 +33,7 @@ import heapq
 import itertools
 import os
 import platform
+import select
 import signal
 import sys
 import threading
@@ -48,6 +49,7 @@ __all__ = [
     "NUDGES",
     "NUDGE_SIGNAL",
     "die_by_sigterm",
+    "drop_inherited_sigterm_cleanup",
     "escalate_later",
     "install_sigterm_cleanup",
 ]
@@ -77,9 +79,14 @@ _SIGEV_SIGNAL = 0
 
 def install_sigterm_cleanup(state: ChildExit, finish: Callable[[ChildExit], None]) -> None:
     """Make SIGTERM run *finish* (the exit sequence), then die by SIGTERM."""
+    owner = os.getpid()
 
     def on_sigterm(signum: int, frame: object) -> None:  # noqa: ARG001 - signal API
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.getpid() != owner:
+            # Inherited by a process this child forked: its state is not
+            # that process's to finalize. Plain behaviour.
+            die_by_sigterm()
         if state.finished:
             # The normal exit sequence is running (the handler interrupted
             # it): let it finish under its deadline, then die by SIGTERM.
@@ -90,9 +97,21 @@ def install_sigterm_cleanup(state: ChildExit, finish: Callable[[ChildExit], None
         finish(state)
         die_by_sigterm()
 
+    on_sigterm.safeproc_cleanup = True  # type: ignore[attr-defined]
     signal.signal(signal.SIGTERM, on_sigterm)
     _make_one_shot(signal.SIGTERM)
     signal.signal(NUDGE_SIGNAL, _on_nudge)
+
+
+def drop_inherited_sigterm_cleanup() -> None:
+    """Restore SIGTERM's default if the handler is a parent's cleanup handler.
+
+    A safe child forked from a safe child with ``sigterm="cleanup"`` inherits
+    that handler, bound to the parent's state.
+    """
+    if getattr(signal.getsignal(signal.SIGTERM), "safeproc_cleanup", False):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(NUDGE_SIGNAL, signal.SIG_DFL)
 
 
 def _on_nudge(signum: int, frame: object) -> None:
@@ -204,7 +223,7 @@ class _Escalator:
                     continue
                 heapq.heappop(self._queue)
             popen = getattr(process, "_popen", None)
-            if popen is None or popen.poll() is not None:
+            if popen is None or _has_ended(popen):
                 continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(popen.pid, signum)
@@ -220,6 +239,21 @@ class _Escalator:
                             0,
                         ),
                     )
+
+
+def _has_ended(popen: Any) -> bool:  # noqa: ANN401 - a backend's Popen
+    """Tell whether the child ended, without reaping it.
+
+    ``popen.poll()`` here would race the owner's ``join()``: both read the
+    forkserver's status pipe (one gets EOF and stores 255) or both waitpid.
+    """
+    if popen.returncode is not None:
+        return True
+    try:
+        ready, _, _ = select.select([popen.sentinel], [], [], 0)
+    except (OSError, ValueError, TypeError):
+        return True  # the sentinel is closed: the owner has reaped it
+    return bool(ready)
 
 
 _escalator = _Escalator()
