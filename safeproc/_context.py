@@ -49,7 +49,7 @@ class _SafeContextMixin:
     def get_context(
         self, method: str | None = None, *, cleanup: CleanupPolicy | None = None
     ) -> Any:  # noqa: ANN401 - the backend's context type
-        """Return a safe context for *method* (this one's when ``None``).
+        """Return a safe context for *method* (the current start method when ``None``).
 
         :param cleanup: the policy the returned context gives its processes;
             ``None`` keeps this context's policy.

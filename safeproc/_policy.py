@@ -59,10 +59,14 @@ class CleanupPolicy:
         parent had other threads running at fork and ``"flush"`` otherwise.
     :param timeout: deadline in seconds for the whole cleanup, from the end of
         the target to the exit; ``None`` for no deadline. When it expires the
-        child prints where it hung and dies by ``SIGALRM``.
+        child prints every thread's traceback (naming the step) and dies by
+        ``SIGALRM``: ``exitcode == -14``.
     :param sigterm: ``"default"`` keeps the plain library's behaviour on
         :meth:`~multiprocessing.Process.terminate`; ``"cleanup"`` runs the same
-        cleanup, bounded by *timeout*, and still dies by ``SIGTERM``.
+        cleanup, bounded by *timeout*, and still dies by ``SIGTERM``
+        (``exitcode == -15``). The parent sends a second SIGTERM 0.1 s after
+        the deadline and SIGKILL (``-9``) one second later if the child
+        still runs (its main thread stuck in a C call).
     :param report: record a :class:`CleanupReport` and deliver it to the
         parent.
     :raises TypeError: a field has the wrong type or is unknown.

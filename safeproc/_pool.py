@@ -198,7 +198,10 @@ class SafePool(_SafePoolMixin, _std_pool.Pool):
 
 
 class DillSafePool(_SafePoolMixin, _dill_pool.Pool):  # type: ignore[misc]
-    """:class:`multiprocess.pool.Pool` whose workers finalize what they created.
+    """``multiprocess.pool.Pool`` whose workers finalize what they created.
+
+    Takes the plain arguments plus the keyword-only *cleanup* policy, which
+    overrides the context's.
 
     .. versionadded:: 0.1
     """

@@ -115,9 +115,11 @@ class SafeProcessMixin:
     def terminate(self) -> None:
         """Send SIGTERM, as the plain :meth:`~multiprocessing.Process.terminate`.
 
-        With ``sigterm="cleanup"`` the parent also makes sure the child
-        ends: a second SIGTERM after the deadline plus a margin, SIGKILL as
-        the last resort (see :mod:`safeproc._sigterm`).
+        With ``sigterm="cleanup"`` the child runs its cleanup first and
+        still dies by SIGTERM (``exitcode == -15``), and the parent makes
+        sure it ends: a second SIGTERM 0.1 s after the deadline (the child's
+        main thread may be stuck in a C call that never runs Python code),
+        then SIGKILL one second later as the last resort.
         """
         super().terminate()  # type: ignore[misc]
         self._safeproc_terminate_sent = True
@@ -203,6 +205,10 @@ def bind_process_class(cls: type[_P], policy: CleanupPolicy | None) -> type[_P]:
 class SafeProcess(SafeProcessMixin, _std_context.Process):
     """:class:`multiprocessing.Process` whose child finalizes what it created.
 
+    Takes every argument :class:`multiprocessing.Process` takes, plus the
+    keyword-only *cleanup*: a :class:`~safeproc.CleanupPolicy`, or ``None``
+    for the context's policy or else the process-wide default.
+
     .. versionadded:: 0.1
     """
 
@@ -236,6 +242,10 @@ class SafeForkServerProcess(SafeProcessMixin, _std_context.ForkServerProcess):
 
 class DillSafeProcess(SafeProcessMixin, _dill_context.Process):  # type: ignore[misc]
     """:class:`multiprocess.Process` whose child finalizes what it created.
+
+    Takes every argument ``multiprocess.Process`` takes, plus the
+    keyword-only *cleanup*: a :class:`~safeproc.CleanupPolicy`, or ``None``
+    for the context's policy or else the process-wide default.
 
     .. versionadded:: 0.1
     """
