@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import sys
-import threading
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -94,15 +93,10 @@ def _repoint_logging_handlers(old: object, new: object) -> None:
     logging = sys.modules.get("logging")
     if logging is None:
         return
-    with _handler_list_lock(logging):
+    with logging._lock:  # guards _handlerList on 3.9 to 3.13
         refs = list(logging._handlerList)
     for ref in refs:
         handler = ref()
         if handler is not None and getattr(handler, "stream", None) is old:
             # Plain assignment: setStream() would flush the old stream.
             handler.stream = new
-
-
-def _handler_list_lock(logging: Any) -> Any:  # noqa: ANN401 - module object
-    lock = getattr(logging, "_lock", None)
-    return lock if lock is not None else threading.Lock()
