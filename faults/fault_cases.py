@@ -94,8 +94,24 @@ class Program:
 
     @property
     def cleanup_hangs(self) -> bool:
-        """Tell whether one of the handlers hangs."""
-        return any(h.behaviour in HANGS for h in self.handlers)
+        """Tell whether one of the handlers that run hangs."""
+        return any(self.handlers[i].behaviour in HANGS for i in self.expected_runs())
+
+    def expected_runs(self) -> frozenset[int]:
+        """Return the handlers a complete cleanup runs, as a normal program's exit would.
+
+        Every handler, except that ``logging.shutdown`` closes handlers newest
+        first and stops at the first ``close()`` that raises (with
+        ``logging.raiseExceptions``, the default): the logging handlers
+        registered before that one are never closed.
+        """
+        runs = set(range(len(self.handlers)))
+        logging_handlers = [i for i, h in enumerate(self.handlers) if h.kind == "logging"]
+        for i in reversed(logging_handlers):
+            if self.handlers[i].behaviour == "raise":
+                runs -= {j for j in logging_handlers if j < i}
+                break
+        return frozenset(runs)
 
     def natural_exit(self) -> int:
         """Return the exit code without terminate(): as plain, -SIGALRM if cleanup hangs."""

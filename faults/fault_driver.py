@@ -276,8 +276,9 @@ def check_case(  # noqa: C901, PLR0912, PLR0913 - one list of independent checks
         if len(pids) > 1:
             problems.append(f"handler {number} ran {len(pids)} times")
     must_run = _cleanup_must_run(case, busy_at_terminate=terminated[1] if terminated else None)
-    if must_run and set(runs) != set(range(len(case.child.handlers))):
-        problems.append(f"cleanup skipped: handlers that ran {sorted(runs)}")
+    if must_run and set(runs) != case.child.expected_runs():
+        expected = sorted(case.child.expected_runs())
+        problems.append(f"cleanup skipped: handlers that ran {sorted(runs)}, expected {expected}")
     if must_run is False and runs:
         problems.append(f"handlers {sorted(runs)} ran where plain exits without cleanup")
     grandchild = case.grandchild
@@ -293,9 +294,12 @@ def check_case(  # noqa: C901, PLR0912, PLR0913 - one list of independent checks
                 problems.append(
                     f"grandchild exit code {g_exit[0]}, expected {grandchild.natural_exit()}"
                 )
-            complete = set(g_runs) == set(range(len(grandchild.handlers)))
+            complete = set(g_runs) == grandchild.expected_runs()
             if grandchild.target in CLEAN_ENDINGS and not grandchild.cleanup_hangs and not complete:
-                problems.append(f"grandchild cleanup skipped: handlers that ran {sorted(g_runs)}")
+                problems.append(
+                    f"grandchild cleanup skipped: handlers that ran {sorted(g_runs)},"
+                    f" expected {sorted(grandchild.expected_runs())}"
+                )
     return problems
 
 

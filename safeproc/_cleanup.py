@@ -476,6 +476,11 @@ def collect_child_garbage(state: ChildExit) -> int:  # noqa: ARG001 - step signa
 def shutdown_child_logging(state: ChildExit) -> int:
     """Flush and close child-made handlers; flush inherited buffering ones.
 
+    The child's handlers go through one ``logging.shutdown`` call, as at a
+    normal exit: newest first, and, with ``logging.raiseExceptions`` (the
+    default), a ``close()`` that raises ends it there, reported as an
+    atexit callback error. Every start method behaves the same.
+
     When logging was first imported in this child, its own atexit hook
     (``logging.shutdown``) already closed every handler in the atexit step:
     closing them again would run close() twice.
@@ -489,11 +494,11 @@ def shutdown_child_logging(state: ChildExit) -> int:
         for ref in list(logging._handlerList)
         if ref not in inherited and not getattr(ref(), "_closed", False)
     ]
-    for ref in reversed(child_refs):
+    if child_refs:
         try:
-            logging.shutdown([ref])
+            logging.shutdown(child_refs)
         except Exception:  # noqa: BLE001 - reported like CPython does
-            report_unraisable("Exception ignored while shutting down logging handler", ref())
+            report_unraisable(*_compat.atexit_error_message(logging.shutdown))
     flushed = 0
     buffering = _buffering_handler_class()
     if buffering is not None:

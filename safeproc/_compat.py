@@ -25,6 +25,7 @@ __all__ = [
     "Never",
     "Self",
     "TypeAlias",
+    "atexit_error_message",
     "atexit_handler_count",
     "clear_atexit",
     "finalize_registry",
@@ -62,6 +63,21 @@ def run_atexit_handlers() -> BaseException | None:
     except BaseException as exc:  # noqa: BLE001 - already printed by CPython
         return exc
     return None
+
+
+def atexit_error_message(func: Callable[..., object]) -> tuple[str, object]:
+    """Return the ``(err_msg, obj)`` CPython's atexit reports a failing *func* with.
+
+    Given to :data:`sys.unraisablehook`, they print the line a normal exit
+    prints: "Error in atexit._run_exitfuncs:" on 3.9, "Exception ignored in
+    atexit callback: <func>" on 3.10 to 3.12, "Exception ignored in atexit
+    callback <func>:" from 3.13.
+    """
+    if sys.version_info >= (3, 13):
+        return f"Exception ignored in atexit callback {func!r}", None
+    if sys.version_info >= (3, 10):
+        return "Exception ignored in atexit callback", func
+    return "Error in atexit._run_exitfuncs", None  # pragma: no cover - 3.9 only
 
 
 _unraisable_args_type: Any = None

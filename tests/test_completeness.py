@@ -38,6 +38,56 @@ def test_child_logging_handlers_are_flushed_and_closed(run_script: RunScript) ->
     assert run.marks[1] == "exitcode 0", run.explain()
 
 
+LOGGING_CLOSE_ERROR_SCENARIO = """
+import logging
+
+class Closing(logging.Handler):
+    def __init__(self, n, fail):
+        super().__init__()
+        self.n, self.fail = n, fail
+
+    def emit(self, record):
+        pass
+
+    def close(self):
+        mark("closed", self.n)
+        super().close()
+        if self.fail:
+            raise RuntimeError(f"close failed {self.n}")
+
+def child():
+    for n, fail in enumerate([False, True, False]):
+        logging.getLogger(f"h{n}").addHandler(Closing(n, fail))
+
+if __name__ == "__main__":
+    if os.environ.get("ALONE"):
+        child()  # the same code as its own program, for comparison
+    else:
+        p = ctx().Process(target=child)
+        p.start()
+        p.join()
+        mark("exitcode", p.exitcode)
+"""
+
+
+def test_failing_handler_close_ends_logging_shutdown_as_a_normal_exit_does(
+    run_script: RunScript,
+) -> None:
+    """A child's handlers are closed exactly as its own program's exit would:
+    newest first, stopping at a ``close()`` that raises, reported as an atexit
+    callback error; the exit code is untouched."""
+    alone = run_script(LOGGING_CLOSE_ERROR_SCENARIO, env={"ALONE": "1"})
+    run = run_script(LOGGING_CLOSE_ERROR_SCENARIO)
+    assert alone.marks == ["closed 2", "closed 1"], alone.explain()
+    assert run.returncode == 0, run.explain()
+    assert run.marks == [*alone.marks, "exitcode 0"], run.explain()
+    atexit_error = re.compile(
+        r"^(Error in atexit\._run_exitfuncs|Exception ignored in atexit callback).*$", re.MULTILINE
+    )
+    assert atexit_error.findall(run.stderr) == atexit_error.findall(alone.stderr), run.explain()
+    assert run.stderr.count("RuntimeError: close failed 1") == 1, run.explain()
+
+
 @pytest.mark.parametrize("start_method", ["fork"])  # only fork children inherit handlers
 def test_inherited_memory_handler_delivers_each_record_once(run_script: RunScript) -> None:
     """Records logged through a parent-made MemoryHandler reach its target
