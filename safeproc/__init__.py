@@ -12,12 +12,54 @@ safeproc's own.
 
 from __future__ import annotations
 
-from safeproc._context import DillSafeDefaultContext
+from typing import TYPE_CHECKING, Any
+
 from safeproc._install import install, uninstall
 from safeproc._policy import CleanupPolicy, get_default_cleanup, set_default_cleanup
-from safeproc._pool import DillSafePool
-from safeproc._process import DillSafeProcess
 from safeproc._report import CleanupReport, StepReport
+
+if TYPE_CHECKING:
+    from safeproc._dill import (
+        Array,
+        AuthenticationError,
+        Barrier,
+        BoundedSemaphore,
+        BufferTooShort,
+        Condition,
+        Event,
+        JoinableQueue,
+        Lock,
+        Manager,
+        Pipe,
+        Pool,
+        Process,
+        ProcessError,
+        Queue,
+        RawArray,
+        RawValue,
+        RLock,
+        Semaphore,
+        SimpleQueue,
+        TimeoutError,  # noqa: A004 - multiprocessing's name
+        Value,
+        active_children,
+        allow_connection_pickling,
+        cpu_count,
+        current_process,
+        freeze_support,
+        get_all_start_methods,
+        get_context,
+        get_logger,
+        get_start_method,
+        log_to_stderr,
+        parent_process,
+        reducer,
+        set_executable,
+        set_forkserver_preload,
+        set_start_method,
+    )
+    from safeproc._dill import DillSafePool as SafePool
+    from safeproc._dill import DillSafeProcess as SafeProcess
 
 __version__ = "0.1.0"
 
@@ -70,47 +112,32 @@ __all__ = [
     "uninstall",
 ]
 
-_default_context = DillSafeDefaultContext()
+#: The names whose values come from the multiprocess backend, imported on
+#: first use: ``import safeproc.stdlib`` runs this module, and a program (or
+#: a spawned child) on the standard library should not import multiprocess
+#: and dill.
+_FROM_DILL_BACKEND = frozenset(__all__) - {
+    "CleanupPolicy",
+    "CleanupReport",
+    "StepReport",
+    "get_default_cleanup",
+    "install",
+    "set_default_cleanup",
+    "uninstall",
+}
+_RENAMED = {"SafeProcess": "DillSafeProcess", "SafePool": "DillSafePool"}
 
-SafeProcess = DillSafeProcess
-SafePool = DillSafePool
 
-# The names multiprocess copies from its default context, taken from the
-# safe one (so Manager(), Queue() ... use safe contexts too).
-Process = DillSafeProcess
-Pool = DillSafePool
-ProcessError = _default_context.ProcessError
-BufferTooShort = _default_context.BufferTooShort
-TimeoutError = _default_context.TimeoutError  # noqa: A001 - multiprocessing's name
-AuthenticationError = _default_context.AuthenticationError
-Array = _default_context.Array
-Barrier = _default_context.Barrier
-BoundedSemaphore = _default_context.BoundedSemaphore
-Condition = _default_context.Condition
-Event = _default_context.Event
-JoinableQueue = _default_context.JoinableQueue
-Lock = _default_context.Lock
-Manager = _default_context.Manager
-Pipe = _default_context.Pipe
-Queue = _default_context.Queue
-RLock = _default_context.RLock
-RawArray = _default_context.RawArray
-RawValue = _default_context.RawValue
-Semaphore = _default_context.Semaphore
-SimpleQueue = _default_context.SimpleQueue
-Value = _default_context.Value
-active_children = _default_context.active_children
-allow_connection_pickling = _default_context.allow_connection_pickling
-cpu_count = _default_context.cpu_count
-current_process = _default_context.current_process
-freeze_support = _default_context.freeze_support
-get_all_start_methods = _default_context.get_all_start_methods
-get_context = _default_context.get_context
-get_logger = _default_context.get_logger
-get_start_method = _default_context.get_start_method
-log_to_stderr = _default_context.log_to_stderr
-parent_process = _default_context.parent_process
-reducer = _default_context.reducer
-set_executable = _default_context.set_executable
-set_forkserver_preload = _default_context.set_forkserver_preload
-set_start_method = _default_context.set_start_method
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - whatever the backend name is
+    if name not in _FROM_DILL_BACKEND:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    from safeproc import _dill  # noqa: PLC0415 - the backend, on first use
+
+    value = getattr(_dill, _RENAMED.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -8,28 +8,29 @@ that only sees the context (``ProcessPoolExecutor(mp_context=ctx)``) still
 gets the policy. The safe default context keeps no start method of its own:
 it reads and sets the backend's, so ``safeproc.stdlib.set_start_method`` and
 ``multiprocessing.set_start_method`` are the same switch.
+
+The standard library's contexts are here; the ``multiprocess`` ones live in
+:mod:`safeproc._dill`, which registers them with :func:`register_backend`
+when it is first imported.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context as _std_context
-import sys
 import threading
-from typing import TYPE_CHECKING, Any
-
-import multiprocess
-import multiprocess.context as _dill_context
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from safeproc import _process
 from safeproc._policy import CleanupPolicy, check_policy
 
 if TYPE_CHECKING:
-    from safeproc._pool import DillSafePool, SafePool
+    from safeproc._dill import DillSafePool
+    from safeproc._pool import SafePool
 
 __all__ = [
-    "DillSafeDefaultContext",
     "SafeDefaultContext",
+    "register_backend",
     "safe_context",
 ]
 
@@ -40,6 +41,9 @@ class _SafeContextMixin:
     _safeproc_backend: Any
     _name: str
     _cleanup: CleanupPolicy | None = None
+    #: A default context follows the backend's start method: get_context()
+    #: with no argument returns the concrete context of that method.
+    _safeproc_follows_default: ClassVar[bool] = False
 
     @property
     def cleanup(self) -> CleanupPolicy | None:
@@ -58,7 +62,7 @@ class _SafeContextMixin:
         policy = check_policy(cleanup, "get_context()") or self._cleanup
         if method is None:
             method = self._current_method()
-            if policy == self._cleanup and not isinstance(self, _DEFAULT_CONTEXT_TYPES):
+            if policy == self._cleanup and not self._safeproc_follows_default:
                 return self
         return safe_context(self._safeproc_backend, method, policy)
 
@@ -75,11 +79,15 @@ class _SafeContextMixin:
         cleanup: CleanupPolicy | None = None,
     ) -> SafePool | DillSafePool:
         """Return a safe pool of this context, as ``multiprocessing.Pool``."""
-        from safeproc import _pool  # noqa: PLC0415 - _pool imports this module
+        pool_class: type[SafePool | DillSafePool]
+        if self._safeproc_backend is multiprocessing:
+            from safeproc._pool import SafePool  # noqa: PLC0415 - _pool imports this module
 
-        pool_class = (
-            _pool.SafePool if self._safeproc_backend is multiprocessing else _pool.DillSafePool
-        )
+            pool_class = SafePool
+        else:
+            from safeproc._dill import DillSafePool  # noqa: PLC0415 - the dill backend, lazily
+
+            pool_class = DillSafePool
         ctx = self.get_context()
         return pool_class(processes, initializer, initargs, maxtasksperchild, ctx, cleanup=cleanup)
 
@@ -127,6 +135,7 @@ class SafeDefaultContext(_SafeContextMixin, _std_context.DefaultContext):
     """
 
     _safeproc_backend = multiprocessing
+    _safeproc_follows_default = True
     Process = _process.SafeProcess
 
     def __init__(self, cleanup: CleanupPolicy | None = None) -> None:
@@ -152,93 +161,11 @@ class SafeDefaultContext(_SafeContextMixin, _std_context.DefaultContext):
         return methods
 
 
-# -- the multiprocess (dill) backend ------------------------------------------
-
-
-class _RefuseStdlibQueuesMixin:
-    """Refuse, at construction, a stdlib queue built on this context.
-
-    ``concurrent.futures.ProcessPoolExecutor`` builds a
-    ``multiprocessing.queues.Queue`` on its ``mp_context``. With a
-    ``multiprocess`` spawn or forkserver context that queue reaches the
-    child through multiprocess's launcher, which the stdlib queue's pickling
-    check does not recognise: the executor then fails deep inside the
-    standard library on its first task. Failing here says what to use.
-    """
-
-    _name: str
-
-    def Lock(self) -> Any:  # noqa: N802, ANN401 - the multiprocessing API name
-        """Return a lock, as the plain context does (see the class docs)."""
-        if sys._getframe(1).f_globals.get("__name__") == "multiprocessing.queues":
-            msg = (
-                "a standard-library multiprocessing queue (used by "
-                "concurrent.futures.ProcessPoolExecutor) cannot be sent to children "
-                f"of the multiprocess (dill) {self._name!r} context. Use "
-                f"safeproc.stdlib.get_context({self._name!r}) for the executor, the "
-                "dill 'fork' context, or safeproc.Pool (dill pickling) instead."
-            )
-            raise TypeError(msg)
-        return super().Lock()  # type: ignore[misc]
-
-
-class DillSafeForkContext(_SafeContextMixin, _dill_context.ForkContext):  # type: ignore[misc]
-    """``multiprocess``'s ``fork`` context with safe processes."""
-
-    _safeproc_backend = multiprocess
-    Process = _process.DillSafeForkProcess
-    __init__ = _concrete_init
-
-
-class DillSafeSpawnContext(
-    _RefuseStdlibQueuesMixin,
-    _SafeContextMixin,
-    _dill_context.SpawnContext,  # type: ignore[misc]
-):
-    """``multiprocess``'s ``spawn`` context with safe processes."""
-
-    _safeproc_backend = multiprocess
-    Process = _process.DillSafeSpawnProcess
-    __init__ = _concrete_init
-
-
-class DillSafeForkServerContext(
-    _RefuseStdlibQueuesMixin,
-    _SafeContextMixin,
-    _dill_context.ForkServerContext,  # type: ignore[misc]
-):
-    """``multiprocess``'s ``forkserver`` context with safe processes."""
-
-    _safeproc_backend = multiprocess
-    Process = _process.DillSafeForkServerProcess
-    __init__ = _concrete_init
-
-
-class DillSafeDefaultContext(_SafeContextMixin, _dill_context.DefaultContext):  # type: ignore[misc]
-    """``multiprocess``'s default context with safe processes."""
-
-    _safeproc_backend = multiprocess
-    Process = _process.DillSafeProcess
-
-    __init__ = SafeDefaultContext.__init__
-    _current_method = SafeDefaultContext._current_method
-    get_start_method = SafeDefaultContext.get_start_method
-    set_start_method = SafeDefaultContext.set_start_method
-    get_all_start_methods = SafeDefaultContext.get_all_start_methods
-
-
-_DEFAULT_CONTEXT_TYPES = (SafeDefaultContext, DillSafeDefaultContext)
-
 _CONCRETE: dict[Any, dict[str, type[Any]]] = {
     multiprocessing: {
         "fork": SafeForkContext,
         "spawn": SafeSpawnContext,
         "forkserver": SafeForkServerContext,
-    },
-    multiprocess: {
-        "fork": DillSafeForkContext,
-        "spawn": DillSafeSpawnContext,
-        "forkserver": DillSafeForkServerContext,
     },
 }
 _contexts: dict[tuple[Any, str, CleanupPolicy | None], Any] = {}
@@ -251,6 +178,9 @@ def safe_context(backend: Any, method: str, cleanup: CleanupPolicy | None = None
     :raises ValueError: *method* is not available on this platform, with the
         same message the backend gives.
     """
+    if backend not in _CONCRETE and getattr(backend, "__name__", None) == "multiprocess":
+        from safeproc import _dill  # noqa: F401, PLC0415 - registers the dill backend
+
     try:
         context_class = _CONCRETE[backend][method]
     except KeyError:
@@ -264,3 +194,8 @@ def safe_context(backend: Any, method: str, cleanup: CleanupPolicy | None = None
         if ctx is None:
             ctx = _contexts[key] = context_class(cleanup)
     return ctx
+
+
+def register_backend(backend: Any, contexts: dict[str, type[Any]]) -> None:  # noqa: ANN401
+    """Make :func:`safe_context` serve *backend* with these context classes."""
+    _CONCRETE[backend] = contexts

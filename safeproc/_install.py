@@ -29,10 +29,17 @@ spawned and forkserver children install themselves first.
 ``uninstall()`` restores the original only where the wrapper is still the
 attribute; where someone else wrapped it since, it leaves their patch in
 place and the wrapper becomes a pass-through.
+
+``multiprocess`` is patched only where it is imported: at ``install()`` if
+it already is, otherwise by a finder on :data:`sys.meta_path` the moment a
+later ``import multiprocess`` completes. A program (or a spawned child) that
+uses only the standard library never imports ``multiprocess`` and ``dill``.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
 import multiprocessing
 import multiprocessing.process
 import multiprocessing.spawn
@@ -40,16 +47,16 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import multiprocess
-import multiprocess.process
-import multiprocess.spawn
+from typing import TYPE_CHECKING, Any, Callable
 
 from safeproc._cleanup import report_unraisable, run_child
-from safeproc._coverage import measure_multiprocess_children
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._process import SafeProcessMixin
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
 __all__ = ["install", "installed", "uninstall"]
 
@@ -79,6 +86,8 @@ class _Patch:
 
 
 _patches: list[_Patch] = []
+#: The backends (package names) whose methods carry safeproc's patches.
+_patched_backends: set[str] = set()
 
 
 def install(cleanup: CleanupPolicy | None = None) -> None:
@@ -106,16 +115,76 @@ def install(cleanup: CleanupPolicy | None = None) -> None:
         _policy = policy
         if _active:
             return
-        for backend, process_module, spawn_module in _backends():
-            base = process_module.BaseProcess
-            _patch(base, "_bootstrap", _make_safe_bootstrap(backend, base._bootstrap))
-            _patch(
-                spawn_module,
-                "get_preparation_data",
-                _make_preparation_data(spawn_module.get_preparation_data),
-            )
+        _patch_backend(multiprocessing)
+        if "multiprocess" in sys.modules:
+            _patch_backend(importlib.import_module("multiprocess"))
+        elif _PATCH_ON_IMPORT not in sys.meta_path:
+            sys.meta_path.insert(0, _PATCH_ON_IMPORT)
         _active = True
-    measure_multiprocess_children()
+
+
+def _patch_backend(backend: ModuleType) -> None:
+    """Patch one backend's bootstrap and spawn preparation (holding ``_lock``)."""
+    if backend.__name__ in _patched_backends:
+        return
+    process_module = importlib.import_module(f"{backend.__name__}.process")
+    spawn_module = importlib.import_module(f"{backend.__name__}.spawn")
+    base = process_module.BaseProcess
+    _patch(base, "_bootstrap", _make_safe_bootstrap(backend, base._bootstrap))
+    _patch(
+        spawn_module,
+        "get_preparation_data",
+        _make_preparation_data(spawn_module.get_preparation_data),
+    )
+    _patched_backends.add(backend.__name__)
+    if backend.__name__ == "multiprocess":
+        # coverage.py measures the stdlib's children; this brings the same
+        # to multiprocess's (see safeproc._coverage).
+        from safeproc._coverage import measure_multiprocess_children  # noqa: PLC0415
+
+        measure_multiprocess_children()
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches ``multiprocess`` when a program imports it after :func:`install`.
+
+    Finds nothing itself: it asks the finders after it for the real spec and
+    wraps that spec's loader so the patch follows the module's execution.
+    """
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        """Return the real spec of ``multiprocess``, its loader wrapped."""
+        if fullname != "multiprocess" or not _active:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec: ModuleSpec | None = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        execute = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            execute(module)
+            with _lock:
+                if _active:
+                    _patch_backend(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+_PATCH_ON_IMPORT = _PatchOnImport()
 
 
 def uninstall() -> None:
@@ -131,6 +200,9 @@ def uninstall() -> None:
     with _lock:
         _active = False
         _policy = None
+        _patched_backends.clear()
+        if _PATCH_ON_IMPORT in sys.meta_path:
+            sys.meta_path.remove(_PATCH_ON_IMPORT)
         while _patches:
             patch = _patches.pop()
             if getattr(patch.owner, patch.name, None) is patch.wrapper:
@@ -182,9 +254,14 @@ def installed() -> bool:
 
 
 def _backends() -> list[tuple[Any, Any, Any]]:
+    """(package, process module, spawn module) of each patched backend."""
     return [
-        (multiprocessing, multiprocessing.process, multiprocessing.spawn),
-        (multiprocess, multiprocess.process, multiprocess.spawn),
+        (
+            sys.modules[name],
+            sys.modules[f"{name}.process"],
+            sys.modules[f"{name}.spawn"],
+        )
+        for name in sorted(_patched_backends)
     ]
 
 

@@ -25,10 +25,6 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
-import multiprocess
-import multiprocess.connection
-import multiprocess.pool as _dill_pool
-
 from safeproc import _context
 from safeproc._policy import DEFAULT_TIMEOUT, CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._sigterm import ESCALATION_MARGIN, KILL_MARGIN
@@ -36,7 +32,7 @@ from safeproc._sigterm import ESCALATION_MARGIN, KILL_MARGIN
 if TYPE_CHECKING:
     from safeproc._report import CleanupReport
 
-__all__ = ["DillSafePool", "SafePool"]
+__all__ = ["SafePool"]
 
 
 def _safe_pool_context(backend: Any, context: Any, cleanup: CleanupPolicy | None) -> Any:  # noqa: ANN401
@@ -195,15 +191,3 @@ class SafePool(_SafePoolMixin, _std_pool.Pool):
     """
 
     _safeproc_backend = multiprocessing
-
-
-class DillSafePool(_SafePoolMixin, _dill_pool.Pool):  # type: ignore[misc]
-    """``multiprocess.pool.Pool`` whose workers finalize what they created.
-
-    Takes the plain arguments plus the keyword-only *cleanup* policy, which
-    overrides the context's.
-
-    .. versionadded:: 0.1
-    """
-
-    _safeproc_backend = multiprocess

@@ -4,7 +4,10 @@ One mixin, :class:`SafeProcessMixin`, overrides ``_bootstrap`` (the method
 that runs in the child and returns the exit code the launcher passes to
 ``os._exit``). It is combined with every concrete process class of both
 backends; the classes live at module level under stable names because spawn
-and forkserver pickle process objects by class name.
+and forkserver pickle process objects by class name. The standard library's
+classes are here; the ``multiprocess`` ones are in :mod:`safeproc._dill`, so
+that a program (or a spawned child) using only the standard library never
+imports ``multiprocess`` and ``dill``.
 """
 
 from __future__ import annotations
@@ -15,19 +18,12 @@ import multiprocessing
 import multiprocessing.context as _std_context
 from typing import Any, Callable, ClassVar, TypeVar
 
-import multiprocess
-import multiprocess.context as _dill_context
-
 from safeproc._cleanup import run_child
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._report import CleanupReport, new_report_path, read_report
 from safeproc._sigterm import escalate_later
 
 __all__ = [
-    "DillSafeForkProcess",
-    "DillSafeForkServerProcess",
-    "DillSafeProcess",
-    "DillSafeSpawnProcess",
     "SafeForkProcess",
     "SafeForkServerProcess",
     "SafeProcess",
@@ -109,7 +105,7 @@ class SafeProcessMixin:
         if self._cleanup_policy.report and self._safeproc_report_path is None:
             self._safeproc_report_path = new_report_path()
         if self._child_start_method() == "forkserver":
-            _preload_in_forkserver(self._safeproc_backend)
+            _preload_in_forkserver(self._safeproc_backend, type(self).__module__)
         super().start()  # type: ignore[misc]
 
     def terminate(self) -> None:
@@ -156,19 +152,23 @@ class SafeProcessMixin:
         return rv
 
 
-def _preload_in_forkserver(backend: Any) -> None:  # noqa: ANN401 - a backend package
-    """Have the forkserver import safeproc once, not every child it forks.
+def _preload_in_forkserver(backend: Any, module: str) -> None:  # noqa: ANN401 - a backend package
+    """Have the forkserver import *module* (safeproc) once, not every child it forks.
 
     Only before the server starts; the user's own preload list is kept.
     """
     server = importlib.import_module(f"{backend.__name__}.forkserver")._forkserver
     modules = list(getattr(server, "_preload_modules", None) or [])
-    if getattr(server, "_forkserver_pid", None) is None and __name__ not in modules:
-        server._preload_modules = [*modules, __name__]
+    if getattr(server, "_forkserver_pid", None) is None and module not in modules:
+        server._preload_modules = [*modules, module]
+
+
+#: The modules that define safeproc's process classes.
+_CLASS_MODULES = frozenset({__name__, "safeproc._dill"})
 
 
 def _is_safeproc_class(cls: type) -> bool:
-    return cls.__module__ == __name__
+    return cls.__module__ in _CLASS_MODULES
 
 
 _bound_classes: dict[tuple[type, CleanupPolicy], type] = {}
@@ -234,42 +234,4 @@ class SafeForkServerProcess(SafeProcessMixin, _std_context.ForkServerProcess):
     """The ``forkserver`` context's process class, made safe."""
 
     _safeproc_backend = multiprocessing
-    _safeproc_plain_name = "ForkServerProcess"
-
-
-# -- the multiprocess (dill) backend ------------------------------------------
-
-
-class DillSafeProcess(SafeProcessMixin, _dill_context.Process):  # type: ignore[misc]
-    """:class:`multiprocess.Process` whose child finalizes what it created.
-
-    Takes every argument ``multiprocess.Process`` takes, plus the
-    keyword-only *cleanup*: a :class:`~safeproc.CleanupPolicy`, or ``None``
-    for the context's policy or else the process-wide default.
-
-    .. versionadded:: 0.1
-    """
-
-    _safeproc_backend = multiprocess
-    _safeproc_plain_name = "Process"
-
-
-class DillSafeForkProcess(SafeProcessMixin, _dill_context.ForkProcess):  # type: ignore[misc]
-    """The ``multiprocess`` ``fork`` context's process class, made safe."""
-
-    _safeproc_backend = multiprocess
-    _safeproc_plain_name = "ForkProcess"
-
-
-class DillSafeSpawnProcess(SafeProcessMixin, _dill_context.SpawnProcess):  # type: ignore[misc]
-    """The ``multiprocess`` ``spawn`` context's process class, made safe."""
-
-    _safeproc_backend = multiprocess
-    _safeproc_plain_name = "SpawnProcess"
-
-
-class DillSafeForkServerProcess(SafeProcessMixin, _dill_context.ForkServerProcess):  # type: ignore[misc]
-    """The ``multiprocess`` ``forkserver`` context's process class, made safe."""
-
-    _safeproc_backend = multiprocess
     _safeproc_plain_name = "ForkServerProcess"

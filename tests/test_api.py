@@ -195,3 +195,49 @@ def test_executor_type_check() -> None:
     ctx = safeproc.stdlib.get_context("spawn")
     ex = concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx)
     ex.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["stdlib"])
+def test_stdlib_programs_never_import_the_dill_backend(run_script: RunScript) -> None:
+    """``safeproc.stdlib`` processes and pools (and their spawned or
+    forkserver children) never import ``multiprocess`` or ``dill``: a child
+    pays only for the backend it uses."""
+    run = run_script(
+        """
+        def dill_modules():
+            return ",".join(m for m in ("multiprocess", "dill") if m in sys.modules) or "none"
+
+        def child():
+            atexit.register(mark, "atexit", os.getpid())
+            mark("child", dill_modules())
+
+        if __name__ == "__main__":
+            p = ctx().Process(target=child)
+            p.start()
+            p.join()
+            with ctx().Pool(1) as pool:
+                pool.apply(child)
+            mark("parent", dill_modules())
+            mark("exitcode", p.exitcode)
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    assert sorted(m for m in run.marks if not m.startswith("atexit")) == [
+        "child none",
+        "child none",
+        "exitcode 0",
+        "parent none",
+    ], run.explain()
+    # The safe exit sequence ran in the process child (the pool worker's
+    # may end by terminate() on leaving the with block).
+    assert any(m.startswith("atexit") for m in run.marks), run.explain()
+
+
+def test_the_dill_namespace_resolves_its_names_on_first_use() -> None:
+    """``safeproc``'s backend names are the dill backend's objects, listed
+    by ``dir()``; an unknown name raises AttributeError naming it."""
+    assert safeproc.SafeProcess is safeproc.Process
+    assert issubclass(safeproc.Process, multiprocess.Process)
+    assert set(safeproc.__all__) <= set(dir(safeproc))
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = safeproc.Nope

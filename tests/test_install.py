@@ -225,6 +225,40 @@ if __name__ == "__main__":
     assert run.marks == [f"{-14} True"], run.explain()
 
 
+@pytest.mark.parametrize("backend", ["stdlib"])
+def test_install_reaches_multiprocess_imported_after_it(
+    run_script: RunScript, start_method: str
+) -> None:
+    """install() does not import multiprocess; a later ``import
+    multiprocess`` gets safe children all the same, and uninstall() undoes it."""
+    run = run_script(
+        LEAKY_CHILD
+        + """
+if __name__ == "__main__":
+    safe_mp.install()
+    mark("imported", "main", "multiprocess" in sys.modules, "dill" in sys.modules)
+    import multiprocess
+    parent_state()
+    p = multiprocess.get_context(METHOD).Process(target=child)
+    p.start()
+    p.join()
+    mark("exitcode", "main", p.exitcode)
+    safe_mp.uninstall()
+    p = multiprocess.get_context(METHOD).Process(target=Cycle, args=("plain",))
+    p.start()
+    p.join()
+    mark("exitcode", "main", p.exitcode)
+"""
+    )
+    assert run.returncode == 0, run.explain()
+    assert "imported main False False" in run.marks, run.explain()
+    assert run.marks.count("exitcode main 0") == 2, run.explain()
+    assert _events(run.marks, "child") == ["atexit", "del", "finalize", "ran"], run.explain()
+    if start_method != "spawn":
+        # Uninstalled: a plain fork/forkserver child never collects its garbage.
+        assert _events(run.marks, "plain") == [], run.explain()
+
+
 def test_install_rejects_a_bad_policy() -> None:
     """install() names the argument and the allowed type on bad input."""
     import safeproc  # noqa: PLC0415 - the test's subject, imported late on purpose

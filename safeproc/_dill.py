@@ -1,0 +1,226 @@
+"""The ``multiprocess`` (dill) backend: its safe classes and the ``safeproc`` namespace.
+
+Imported only when a program asks for it: by the first access to a
+multiprocess name of the :mod:`safeproc` package (``safeproc.Process``,
+``safeproc.get_context`` ...), by unpickling one of these classes in a
+spawned or forkserver child, or by :func:`safeproc._context.safe_context`
+for the ``multiprocess`` backend. A program, or a spawned child, that uses
+only :mod:`safeproc.stdlib` never imports ``multiprocess`` and ``dill``.
+
+Process, context and pool classes keep stable module-level names: spawn and
+forkserver pickle process objects by class name.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import multiprocess
+import multiprocess.context as _dill_context
+import multiprocess.pool as _dill_pool
+
+from safeproc import _coverage  # noqa: F401 - coverage.py for multiprocess children
+from safeproc._context import (
+    SafeDefaultContext,
+    _concrete_init,
+    _SafeContextMixin,
+    register_backend,
+)
+from safeproc._pool import _SafePoolMixin
+from safeproc._process import SafeProcessMixin
+
+__all__ = [
+    "DillSafeDefaultContext",
+    "DillSafeForkContext",
+    "DillSafeForkProcess",
+    "DillSafeForkServerContext",
+    "DillSafeForkServerProcess",
+    "DillSafePool",
+    "DillSafeProcess",
+    "DillSafeSpawnContext",
+    "DillSafeSpawnProcess",
+]
+
+# -- processes ------------------------------------------------------------------
+
+
+class DillSafeProcess(SafeProcessMixin, _dill_context.Process):  # type: ignore[misc]
+    """:class:`multiprocess.Process` whose child finalizes what it created.
+
+    Takes every argument ``multiprocess.Process`` takes, plus the
+    keyword-only *cleanup*: a :class:`~safeproc.CleanupPolicy`, or ``None``
+    for the context's policy or else the process-wide default.
+
+    .. versionadded:: 0.1
+    """
+
+    _safeproc_backend = multiprocess
+    _safeproc_plain_name = "Process"
+
+
+class DillSafeForkProcess(SafeProcessMixin, _dill_context.ForkProcess):  # type: ignore[misc]
+    """The ``multiprocess`` ``fork`` context's process class, made safe."""
+
+    _safeproc_backend = multiprocess
+    _safeproc_plain_name = "ForkProcess"
+
+
+class DillSafeSpawnProcess(SafeProcessMixin, _dill_context.SpawnProcess):  # type: ignore[misc]
+    """The ``multiprocess`` ``spawn`` context's process class, made safe."""
+
+    _safeproc_backend = multiprocess
+    _safeproc_plain_name = "SpawnProcess"
+
+
+class DillSafeForkServerProcess(SafeProcessMixin, _dill_context.ForkServerProcess):  # type: ignore[misc]
+    """The ``multiprocess`` ``forkserver`` context's process class, made safe."""
+
+    _safeproc_backend = multiprocess
+    _safeproc_plain_name = "ForkServerProcess"
+
+
+# -- pools ---------------------------------------------------------------------
+
+
+class DillSafePool(_SafePoolMixin, _dill_pool.Pool):  # type: ignore[misc]
+    """``multiprocess.pool.Pool`` whose workers finalize what they created.
+
+    Takes the plain arguments plus the keyword-only *cleanup* policy, which
+    overrides the context's.
+
+    .. versionadded:: 0.1
+    """
+
+    _safeproc_backend = multiprocess
+
+
+# -- contexts ------------------------------------------------------------------
+
+
+class _RefuseStdlibQueuesMixin:
+    """Refuse, at construction, a stdlib queue built on this context.
+
+    ``concurrent.futures.ProcessPoolExecutor`` builds a
+    ``multiprocessing.queues.Queue`` on its ``mp_context``. With a
+    ``multiprocess`` spawn or forkserver context that queue reaches the
+    child through multiprocess's launcher, which the stdlib queue's pickling
+    check does not recognise: the executor then fails deep inside the
+    standard library on its first task. Failing here says what to use.
+    """
+
+    _name: str
+
+    def Lock(self) -> Any:  # noqa: N802, ANN401 - the multiprocessing API name
+        """Return a lock, as the plain context does (see the class docs)."""
+        if sys._getframe(1).f_globals.get("__name__") == "multiprocessing.queues":
+            msg = (
+                "a standard-library multiprocessing queue (used by "
+                "concurrent.futures.ProcessPoolExecutor) cannot be sent to children "
+                f"of the multiprocess (dill) {self._name!r} context. Use "
+                f"safeproc.stdlib.get_context({self._name!r}) for the executor, the "
+                "dill 'fork' context, or safeproc.Pool (dill pickling) instead."
+            )
+            raise TypeError(msg)
+        return super().Lock()  # type: ignore[misc]
+
+
+class DillSafeForkContext(_SafeContextMixin, _dill_context.ForkContext):  # type: ignore[misc]
+    """``multiprocess``'s ``fork`` context with safe processes."""
+
+    _safeproc_backend = multiprocess
+    Process = DillSafeForkProcess
+    __init__ = _concrete_init
+
+
+class DillSafeSpawnContext(
+    _RefuseStdlibQueuesMixin,
+    _SafeContextMixin,
+    _dill_context.SpawnContext,  # type: ignore[misc]
+):
+    """``multiprocess``'s ``spawn`` context with safe processes."""
+
+    _safeproc_backend = multiprocess
+    Process = DillSafeSpawnProcess
+    __init__ = _concrete_init
+
+
+class DillSafeForkServerContext(
+    _RefuseStdlibQueuesMixin,
+    _SafeContextMixin,
+    _dill_context.ForkServerContext,  # type: ignore[misc]
+):
+    """``multiprocess``'s ``forkserver`` context with safe processes."""
+
+    _safeproc_backend = multiprocess
+    Process = DillSafeForkServerProcess
+    __init__ = _concrete_init
+
+
+class DillSafeDefaultContext(_SafeContextMixin, _dill_context.DefaultContext):  # type: ignore[misc]
+    """``multiprocess``'s default context with safe processes."""
+
+    _safeproc_backend = multiprocess
+    _safeproc_follows_default = True
+    Process = DillSafeProcess
+
+    __init__ = SafeDefaultContext.__init__
+    _current_method = SafeDefaultContext._current_method
+    get_start_method = SafeDefaultContext.get_start_method
+    set_start_method = SafeDefaultContext.set_start_method
+    get_all_start_methods = SafeDefaultContext.get_all_start_methods
+
+
+register_backend(
+    multiprocess,
+    {
+        "fork": DillSafeForkContext,
+        "spawn": DillSafeSpawnContext,
+        "forkserver": DillSafeForkServerContext,
+    },
+)
+
+
+# -- the names ``safeproc`` re-exports (see safeproc/__init__.py) ---------------
+
+_default_context = DillSafeDefaultContext()
+
+# The names multiprocess copies from its default context, taken from the
+# safe one (so Manager(), Queue() ... use safe contexts too).
+Process = DillSafeProcess
+Pool = DillSafePool
+ProcessError = _default_context.ProcessError
+BufferTooShort = _default_context.BufferTooShort
+TimeoutError = _default_context.TimeoutError  # noqa: A001 - multiprocessing's name
+AuthenticationError = _default_context.AuthenticationError
+Array = _default_context.Array
+Barrier = _default_context.Barrier
+BoundedSemaphore = _default_context.BoundedSemaphore
+Condition = _default_context.Condition
+Event = _default_context.Event
+JoinableQueue = _default_context.JoinableQueue
+Lock = _default_context.Lock
+Manager = _default_context.Manager
+Pipe = _default_context.Pipe
+Queue = _default_context.Queue
+RLock = _default_context.RLock
+RawArray = _default_context.RawArray
+RawValue = _default_context.RawValue
+Semaphore = _default_context.Semaphore
+SimpleQueue = _default_context.SimpleQueue
+Value = _default_context.Value
+active_children = _default_context.active_children
+allow_connection_pickling = _default_context.allow_connection_pickling
+cpu_count = _default_context.cpu_count
+current_process = _default_context.current_process
+freeze_support = _default_context.freeze_support
+get_all_start_methods = _default_context.get_all_start_methods
+get_context = _default_context.get_context
+get_logger = _default_context.get_logger
+get_start_method = _default_context.get_start_method
+log_to_stderr = _default_context.log_to_stderr
+parent_process = _default_context.parent_process
+reducer = _default_context.reducer
+set_executable = _default_context.set_executable
+set_forkserver_preload = _default_context.set_forkserver_preload
+set_start_method = _default_context.set_start_method
