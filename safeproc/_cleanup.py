@@ -78,14 +78,59 @@ _forked_since_import = False
 _threads_at_last_fork = 1
 
 
+@dataclass(frozen=True)
+class ServerFork:
+    """What a forkserver child inherited: the server's state at the fork.
+
+    A forkserver child imports the parent's main module itself, after the
+    fork and before its bootstrap, as a spawned child does: the atexit
+    handlers, finalizers and logging handlers that import creates are the
+    child's own. The boundary is therefore taken at the fork, not at child
+    start (3.13's forkserver clears atexit there too).
+    """
+
+    logging_imported: bool
+    logging_handlers: tuple[Any, ...]
+    finalizer_boundary: int
+
+
+#: Set in a child the forkserver forked (where the server imported safeproc).
+_server_fork: ServerFork | None = None
+_FORKSERVER_MODULES = frozenset({"multiprocessing.forkserver", "multiprocess.forkserver"})
+
+
 def _before_fork() -> None:
     global _threads_at_last_fork  # noqa: PLW0603 - read by the child
     _threads_at_last_fork = threading.active_count()
 
 
 def _after_fork_in_child() -> None:
-    global _forked_since_import  # noqa: PLW0603 - set once per child
+    global _forked_since_import, _server_fork  # noqa: PLW0603 - set once per child
     _forked_since_import = True
+    # The frame that called os.fork(): the forkserver's serving loop?
+    caller = sys._getframe(1)
+    if caller.f_globals.get("__name__") in _FORKSERVER_MODULES:
+        _server_fork = _mark_server_fork()
+
+
+def _mark_server_fork() -> ServerFork:
+    """Draw the inherited/created boundary of a forkserver child at its fork.
+
+    Plain forkserver children are forked here too; nothing done here shows
+    in them: the server's atexit handlers never run in a plain child (its
+    launcher ends it with ``os._exit``; 3.13's clears them as well).
+    """
+    logging = sys.modules.get("logging")
+    handlers: tuple[Any, ...] = () if logging is None else tuple(logging._handlerList)
+    boundary = _compat.next_finalize_index()
+    _compat.clear_atexit()
+    # The hook is armed again by the child's first finalizer.
+    weakref.finalize._registered_with_atexit = False  # type: ignore[attr-defined]
+    return ServerFork(
+        logging_imported=logging is not None,
+        logging_handlers=handlers,
+        finalizer_boundary=boundary,
+    )
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
@@ -217,14 +262,19 @@ def begin_child(
         forked=forked,
         stdio=resolve_stdio_mode(policy.stdio, forked=forked, parent_threads=_threads_at_last_fork),
     )
-    state.logging_inherited = forked and "logging" in sys.modules
+    server_fork = _server_fork if start_method == "forkserver" else None
+    if server_fork is not None:
+        state.logging_inherited = server_fork.logging_imported
+    else:
+        state.logging_inherited = forked and "logging" in sys.modules
     if policy.report and report_path is not None:
         state.report = ReportWriter(report_path, trigger="exit", timeout=policy.timeout)
     if forked:
         freeze_inherited_heap()
-        state.finalizer_boundary = mark_finalizer_boundary(policy)
-        drop_inherited_atexit()
-        state.inherited_handlers = isolate_inherited_logging()
+        state.finalizer_boundary = mark_finalizer_boundary(policy, server_fork)
+        if server_fork is None:
+            drop_inherited_atexit()  # a forkserver child's were dropped at its fork
+        state.inherited_handlers = isolate_inherited_logging(server_fork)
     prepare_stdio(state.stdio)
     if policy.sigterm == "cleanup":
         install_sigterm_cleanup(state, finish_child)
@@ -248,7 +298,7 @@ def freeze_inherited_heap() -> None:
     gc.freeze()
 
 
-def mark_finalizer_boundary(policy: CleanupPolicy) -> int:
+def mark_finalizer_boundary(policy: CleanupPolicy, server_fork: ServerFork | None) -> int:
     """Return the first ``weakref.finalize`` index that belongs to the child.
 
     Weakref's own exit hook is made to select only finalizers at or above
@@ -257,11 +307,17 @@ def mark_finalizer_boundary(policy: CleanupPolicy) -> int:
     hook is re-armed: the child's first finalizer registers it with atexit at
     the position a normal program would (3.13 loses child finalizers because
     the inherited "already registered" flag stays set). With
-    ``finalizers=False`` it stays disarmed.
+    ``finalizers=False`` it selects none. A forkserver child's boundary (and
+    re-arming) dates from its fork.
     """
-    boundary = _compat.next_finalize_index()
-    _compat.select_finalizers_from(boundary)
-    weakref.finalize._registered_with_atexit = not policy.finalizers  # type: ignore[attr-defined]
+    if server_fork is not None:
+        boundary = server_fork.finalizer_boundary
+    else:
+        boundary = _compat.next_finalize_index()
+        weakref.finalize._registered_with_atexit = False  # type: ignore[attr-defined]
+    if not policy.finalizers:
+        weakref.finalize._registered_with_atexit = True  # type: ignore[attr-defined]
+    _compat.select_finalizers_from(boundary if policy.finalizers else sys.maxsize)
     return boundary
 
 
@@ -271,17 +327,21 @@ def drop_inherited_atexit() -> None:
         _compat.clear_atexit()
 
 
-def isolate_inherited_logging() -> tuple[Any, ...]:
+def isolate_inherited_logging(server_fork: ServerFork | None) -> tuple[Any, ...]:
     """Return the inherited logging handlers; empty their record buffers.
 
     A parent's ``MemoryHandler`` buffer holds records the parent will flush
     itself: the child's copy is dropped so they never appear twice, and the
     records the child logs through it reach the target once, at child exit.
+    A forkserver child inherited the handlers the server had at its fork.
     """
     logging = sys.modules.get("logging")
     if logging is None:
         return ()
-    inherited = tuple(logging._handlerList)
+    if server_fork is not None:
+        inherited = server_fork.logging_handlers
+    else:
+        inherited = tuple(logging._handlerList)
     buffering = _buffering_handler_class()
     if buffering is not None:
         for ref in inherited:

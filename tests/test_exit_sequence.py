@@ -207,6 +207,62 @@ def test_nested_children_finalize_only_their_own(run_script: RunScript) -> None:
     assert run.marks[3] == "child-exitcode 0"
 
 
+def test_main_module_import_in_the_child_is_the_childs_own(
+    run_script: RunScript, start_method: str
+) -> None:
+    """What the main module creates at import is the child's own where the
+    child imports it (spawn; forkserver unless the server preloaded it:
+    finalized there, once, on every version) and inherited where it does not
+    (fork, a server's preload: never in the child)."""
+    run = run_script(
+        """
+        import logging
+
+        class Closing(logging.Handler):
+            def emit(self, record):
+                pass
+
+            def close(self):
+                mark("module-handler-closed", os.getpid())
+                super().close()
+
+        class Target:
+            pass
+
+        # Module level: runs in the parent, and again in every child that
+        # imports this module as __mp_main__.
+        atexit.register(lambda: mark("module-atexit", os.getpid()))
+        module_target = Target()
+        weakref.finalize(module_target, lambda: mark("module-finalize", os.getpid()))
+        logging.getLogger("module").addHandler(Closing())
+        IMPORTED_IN = os.getpid()
+
+        def child():
+            mark("child", os.getpid())
+            # forkserver: the server may have imported it (then inherited).
+            mark("imported-here", IMPORTED_IN == os.getpid())
+
+        if __name__ == "__main__":
+            mark("parent", os.getpid())
+            p = ctx().Process(target=child)
+            p.start()
+            p.join()
+            mark("exitcode", p.exitcode)
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    assert "exitcode 0" in run.marks, run.explain()
+    pids = {m.split()[0]: m.split()[1] for m in run.marks if m.split()[0] in ("parent", "child")}
+    events = ("module-atexit", "module-finalize", "module-handler-closed")
+    in_child = sorted(m.split()[0] for m in run.marks if m.split()[1:] == [pids["child"]])
+    in_parent = sorted(m.split()[0] for m in run.marks if m.split()[1:] == [pids["parent"]])
+    assert in_parent == sorted([*events, "parent"]), run.explain()
+    imported_here = "imported-here True" in run.marks
+    assert imported_here == (start_method == "spawn") or start_method == "forkserver"
+    expected = sorted([*events, "child"]) if imported_here else ["child"]
+    assert in_child == expected, run.explain()
+
+
 def test_atexit_runs_exactly_once_on_every_version(run_script: RunScript) -> None:
     """3.13 runs child atexit handlers itself: safeproc must not run them twice."""
     run = run_script(

@@ -209,6 +209,7 @@ def test_gc_off_leaves_child_cycles_uncollected(run_script: RunScript, start_met
                 mark("del")
 
         def child():
+            gc.set_threshold(2**31 - 1)  # no collection an allocation count triggers
             Cycle()
 
         if __name__ == "__main__":
