@@ -12,6 +12,7 @@ safeproc's own.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from safeproc._install import install, uninstall
@@ -141,3 +142,9 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - whatever the backend name i
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+if "multiprocess" in sys.modules:
+    # Its cost is paid already: load the backend now, so that a forkserver
+    # of multiprocess told to preload "safeproc" has it all.
+    from safeproc import _dill  # noqa: F401

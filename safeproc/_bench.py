@@ -458,6 +458,13 @@ def _configure_forkservers(method: str) -> None:
         dill_preload.append("safeproc")
     multiprocessing.get_context("forkserver").set_forkserver_preload(stdlib_preload)
     multiprocess.get_context("forkserver").set_forkserver_preload(dill_preload)
+    # As in a program that uses safeproc: its first safe process starts the
+    # server, and so puts safeproc in the server's preload list (plain
+    # children share that server). Left to the shuffled order, a plain
+    # process would start it in some runs and not in others.
+    contexts = _contexts(method)
+    for backend in BACKENDS:
+        _start_join_seconds(contexts[backend, "safe"].Process(target=int), f"{method} server")
 
 
 def _heap_cell(cfg: dict[str, Any], progress: _Progress) -> dict[str, Any]:

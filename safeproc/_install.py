@@ -39,7 +39,6 @@ uses only the standard library never imports ``multiprocess`` and ``dill``.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import multiprocessing
 import multiprocessing.process
 import multiprocessing.spawn
@@ -145,11 +144,13 @@ def _patch_backend(backend: ModuleType) -> None:
         measure_multiprocess_children()
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
+class _PatchOnImport:
     """Patches ``multiprocess`` when a program imports it after :func:`install`.
 
-    Finds nothing itself: it asks the finders after it for the real spec and
-    wraps that spec's loader so the patch follows the module's execution.
+    A :data:`sys.meta_path` finder (not derived from ``importlib.abc``, whose
+    import would cost every child more than this class does). It finds
+    nothing itself: it asks the finders after it for the real spec and wraps
+    that spec's loader so the patch follows the module's execution.
     """
 
     def find_spec(

@@ -9,11 +9,8 @@ whether or not the parent is still there to read it.
 from __future__ import annotations
 
 import atexit
-import json
 import os
-import shutil
 import signal
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +143,8 @@ class ReportWriter:
             steps=tuple(self.steps),
             timeout=self.timeout,
         )
+        import json  # noqa: PLC0415 - loaded by new_report_path() in the parent
+
         tmp = f"{self.path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(report.to_dict(), f)
@@ -154,6 +153,8 @@ class ReportWriter:
 
 def read_report(path: str, exitcode: int | None) -> CleanupReport | None:
     """Parent side: load the report at *path*, or None if none was written."""
+    import json  # noqa: PLC0415 - only programs that ask for reports pay for it
+
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -182,6 +183,11 @@ def new_report_path(prefix: str = "p") -> str:
     The directory is removed when this process exits normally; forked
     children never remove it (safeproc does not run inherited finalizers).
     """
+    # Imported here, by the parent, so that only programs asking for reports
+    # pay for them, and a forked child's report write imports nothing.
+    import json  # noqa: F401, PLC0415
+    import tempfile  # noqa: PLC0415
+
     global _report_dir  # noqa: PLW0603 - one directory per process
     with _report_dir_lock:
         if _report_dir is None or not os.path.isdir(_report_dir):
@@ -194,4 +200,6 @@ def _remove_dir(path: str, owner_pid: int) -> None:
     # A child that inherited this handler and exits normally must not
     # delete its parent's directory.
     if os.getpid() == owner_pid:
+        import shutil  # noqa: PLC0415 - at exit, once
+
         shutil.rmtree(path, ignore_errors=True)

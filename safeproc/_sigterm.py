@@ -32,7 +32,6 @@ import contextlib
 import heapq
 import itertools
 import os
-import platform
 import select
 import signal
 import sys
@@ -63,7 +62,7 @@ NUDGE_SIGNAL = signal.SIGURG
 #: When the parent nudges, in seconds after terminate().
 NUDGES = (0.02, 0.05, 0.1, 0.2, 0.4)
 
-_LINUX_LAYOUTS = sys.platform.startswith("linux") and platform.machine() in (
+_LINUX_LAYOUTS = sys.platform.startswith("linux") and os.uname().machine in (
     "x86_64",
     "aarch64",
 )
