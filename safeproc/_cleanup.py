@@ -69,7 +69,15 @@ from safeproc._stdio import flush_stdio, prepare_stdio, resolve_stdio_mode
 if TYPE_CHECKING:
     from safeproc._policy import CleanupPolicy, StdioMode
 
-__all__ = ["ChildExit", "begin_child", "finish_child", "report_unraisable", "run_child"]
+__all__ = [
+    "ChildExit",
+    "begin_child",
+    "finish_child",
+    "report_unraisable",
+    "resume_collection",
+    "run_child",
+    "starting_safe_child",
+]
 
 
 # -- fork bookkeeping (runs in every process that imported safeproc) --------
@@ -99,14 +107,70 @@ _server_fork: ServerFork | None = None
 _FORKSERVER_MODULES = frozenset({"multiprocessing.forkserver", "multiprocess.forkserver"})
 
 
+# -- no collection between a safe fork and the freeze --------------------------
+#
+# A forked child inherits the parent's uncollected garbage. An automatic
+# collection in the child before freeze_inherited_heap() (threading's at-fork
+# hook, the launcher, the bootstrap all allocate) would run the parent's
+# __del__ methods in the child. So the thread starting a safe child marks the
+# fork (starting_safe_child); the collector is paused across that fork and
+# stays paused in the child until its heap is frozen (resume_collection).
+
+_starting = threading.local()
+#: Threads whose fork in progress paused the collector (any thread's pause
+#: pauses it process-wide; the last one to finish resumes it).
+_pausing: set[int] = set()
+#: In a safe child: collection was paused at its fork, resume after the freeze.
+_paused_in_child = False
+
+
+class starting_safe_child:  # noqa: N801 - used as a function: with starting_safe_child():
+    """Mark the forks this thread makes while in the block as safe children's."""
+
+    def __enter__(self) -> None:
+        _starting.depth = getattr(_starting, "depth", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        _starting.depth -= 1
+
+
 def _before_fork() -> None:
     global _threads_at_last_fork  # noqa: PLW0603 - read by the child
+    if getattr(_starting, "depth", 0) > 0 and (gc.isenabled() or _pausing):
+        gc.disable()
+        _pausing.add(threading.get_ident())
     _threads_at_last_fork = threading.active_count()
 
 
+def _after_fork_in_parent() -> None:
+    me = threading.get_ident()
+    if me in _pausing:
+        _pausing.discard(me)
+        if not _pausing:
+            gc.enable()
+
+
+def resume_collection() -> None:
+    """Re-enable the collector paused at this child's fork (once frozen)."""
+    global _paused_in_child  # noqa: PLW0603 - once per child
+    if _paused_in_child:
+        _paused_in_child = False
+        gc.enable()
+
+
 def _after_fork_in_child() -> None:
-    global _forked_since_import, _server_fork  # noqa: PLW0603 - set once per child
+    global _forked_since_import, _server_fork, _paused_in_child  # noqa: PLW0603
     _forked_since_import = True
+    me = threading.get_ident()
+    paused_here, paused_elsewhere = me in _pausing, bool(_pausing - {me})
+    _pausing.clear()  # the other threads do not exist here
+    if paused_here:
+        _paused_in_child = True
+    elif paused_elsewhere:
+        gc.enable()  # another parent thread's safe fork paused it, not ours
+    # The parent's start() never returns here: this child's own forks are
+    # marked only by its own starting_safe_child blocks.
+    _starting.depth = 0
     # The frame that called os.fork(): the forkserver's serving loop?
     caller = sys._getframe(1)
     if caller.f_globals.get("__name__") in _FORKSERVER_MODULES:
@@ -133,7 +197,11 @@ def _mark_server_fork() -> ServerFork:
     )
 
 
-os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 def is_forked_child(start_method: str | None) -> bool:
@@ -257,6 +325,10 @@ def begin_child(
     """Record the boundary between inherited and child-made state."""
     started = time.perf_counter()
     forked = is_forked_child(start_method)
+    if forked:
+        # First: an allocation below must not collect the parent's garbage.
+        freeze_inherited_heap()
+        resume_collection()
     state = ChildExit(
         policy=policy,
         forked=forked,
@@ -270,7 +342,6 @@ def begin_child(
     if policy.report and report_path is not None:
         state.report = ReportWriter(report_path, trigger="exit", timeout=policy.timeout)
     if forked:
-        freeze_inherited_heap()
         state.finalizer_boundary = mark_finalizer_boundary(policy, server_fork)
         if server_fork is None:
             drop_inherited_atexit()  # a forkserver child's were dropped at its fork

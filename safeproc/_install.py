@@ -48,7 +48,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from safeproc._cleanup import report_unraisable, run_child
+from safeproc._cleanup import report_unraisable, run_child, starting_safe_child
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._process import SafeProcessMixin
 
@@ -130,6 +130,7 @@ def _patch_backend(backend: ModuleType) -> None:
     spawn_module = importlib.import_module(f"{backend.__name__}.spawn")
     base = process_module.BaseProcess
     _patch(base, "_bootstrap", _make_safe_bootstrap(backend, base._bootstrap))
+    _patch(base, "start", _make_marked_start(base.start))
     _patch(
         spawn_module,
         "get_preparation_data",
@@ -289,6 +290,24 @@ def _make_safe_bootstrap(backend: Any, original: Callable[..., int]) -> Callable
     _bootstrap.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(_bootstrap, _WRAPPER_MARK, True)
     return _bootstrap
+
+
+def _make_marked_start(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap ``BaseProcess.start`` so its fork is known to be a safe child's.
+
+    See :func:`safeproc._cleanup.starting_safe_child`: no collection may run
+    in the child before its inherited heap is frozen.
+    """
+
+    def start(self: Any) -> None:  # noqa: ANN401 - a BaseProcess of either backend
+        if not _active:
+            return original(self)
+        with starting_safe_child():
+            return original(self)
+
+    start.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(start, _WRAPPER_MARK, True)
+    return start
 
 
 def _start_method(process: Any, backend: Any) -> str | None:  # noqa: ANN401

@@ -18,7 +18,7 @@ import multiprocessing
 import multiprocessing.context as _std_context
 from typing import Any, Callable, ClassVar, TypeVar
 
-from safeproc._cleanup import run_child
+from safeproc._cleanup import run_child, starting_safe_child
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._report import CleanupReport, new_report_path, read_report
 from safeproc._sigterm import escalate_later
@@ -106,7 +106,8 @@ class SafeProcessMixin:
             self._safeproc_report_path = new_report_path()
         if self._child_start_method() == "forkserver":
             _preload_in_forkserver(self._safeproc_backend, type(self).__module__)
-        super().start()  # type: ignore[misc]
+        with starting_safe_child():
+            super().start()  # type: ignore[misc]
 
     def terminate(self) -> None:
         """Send SIGTERM, as the plain :meth:`~multiprocessing.Process.terminate`.

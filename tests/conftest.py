@@ -129,13 +129,17 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
         plain: bool = False,
         timeout: float = 60.0,
         args: tuple[str, ...] = (),
+        args_after: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         stdout_to_file: bool = False,
+        preamble: str = "",
     ) -> Run:
         mark_path = tmp_path / f"marks-{uuid.uuid4().hex}"
         script = tmp_path / "scenario.py"
         script.write_text(
-            SCRIPT_HEADER.format(backend=backend, method=start_method, mark=str(mark_path))
+            # The preamble runs before the header imports anything.
+            textwrap.dedent(preamble)
+            + SCRIPT_HEADER.format(backend=backend, method=start_method, mark=str(mark_path))
             + textwrap.dedent(body)
         )
         token = uuid.uuid4().hex
@@ -150,7 +154,7 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
         out_path = tmp_path / "stdout.txt"
         with open(out_path, "w+b") as out_file:
             proc = subprocess.Popen(
-                [sys.executable, *args, str(script)],
+                [sys.executable, *args, str(script), *args_after],
                 cwd=tmp_path,
                 env=child_env,
                 stdin=subprocess.DEVNULL,

@@ -266,6 +266,7 @@ class Cycle:
         print("del-output")
 
 def child():
+    gc.set_threshold(2**31 - 1)  # the cycle is collected at exit, not earlier
     atexit.register(print, "atexit-output")
     Cycle()
     print("target-output")

@@ -6,7 +6,11 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from conftest import RunScript
 
 SEED = """
@@ -52,6 +56,9 @@ def test_child_cycles_atexit_and_finalizers_all_run_once(run_script: RunScript) 
             pass
 
         def child():
+            # The cycle is collected at exit, never by an allocation count
+            # reached earlier (which a normal program may also do).
+            gc.set_threshold(2**31 - 1)
             atexit.register(mark, "atexit-first", os.getpid())
             atexit.register(mark, "atexit-second", os.getpid())
             global older, newer
@@ -145,6 +152,7 @@ def test_cleanup_output_is_flushed_when_stdout_is_a_file(run_script: RunScript) 
                 print("del-output")
 
         def child():
+            gc.set_threshold(2**31 - 1)  # the cycle is collected at exit, not earlier
             atexit.register(print, "atexit-output")
             Cycle()
             print("target-output")
@@ -263,6 +271,107 @@ def test_main_module_import_in_the_child_is_the_childs_own(
     assert imported_here == (start_method == "spawn") or start_method == "forkserver"
     expected = sorted([*events, "child"]) if imported_here else ["child"]
     assert in_child == expected, run.explain()
+
+
+PARENT_GARBAGE_AT_FORK = """
+import gc, os
+
+class ParentCycle:
+    def __init__(self):
+        self.me = self
+    def __del__(self):
+        with open(os.environ["PARENT_GARBAGE_MARKS"], "a") as f:
+            f.write(f"del-parent {os.getpid()}\\n")
+
+def make_garbage_just_before_fork():
+    # Registered before anything else, so it runs last before each fork:
+    # fresh garbage, and a collector that runs at the next allocation.
+    ParentCycle()
+    gc.set_threshold(1)
+
+if __name__ == "__main__":
+    os.register_at_fork(
+        before=make_garbage_just_before_fork,
+        after_in_parent=lambda: gc.set_threshold(700, 10, 10),
+    )
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork"])  # only fork children inherit garbage
+@pytest.mark.parametrize("how", ["safe", "installed", "plain"])
+def test_parent_garbage_is_never_collected_in_the_child(
+    run_script: RunScript, tmp_path: Path, how: str
+) -> None:
+    """Uncollected garbage the parent had at the fork is finalized only in the
+    parent, even when a collection is due at the child's first allocation
+    (plain children finalize it in the child: the scenario provokes that)."""
+    marks = tmp_path / "parent-garbage"
+    run = run_script(
+        """
+        def child():
+            mark("child", os.getpid())
+
+        if __name__ == "__main__":
+            HOW = sys.argv[1]
+            if HOW == "installed":
+                safe_mp.install()
+            context = plain_mp.get_context(METHOD) if HOW != "safe" else ctx()
+            p = context.Process(target=child)
+            p.start()
+            p.join()
+            gc.set_threshold(700, 10, 10)
+            gc.collect()
+            mark("exitcode", p.exitcode, "parent", os.getpid())
+        """,
+        preamble=PARENT_GARBAGE_AT_FORK,
+        args_after=(how,),
+        env={"PARENT_GARBAGE_MARKS": str(marks)},
+    )
+    assert run.returncode == 0, run.explain()
+    child_pid = next(m.split()[1] for m in run.marks if m.startswith("child"))
+    parent_pid = next(m.split()[3] for m in run.marks if m.startswith("exitcode"))
+    where = sorted(line.split()[1] for line in marks.read_text().splitlines())
+    if how == "plain":
+        assert child_pid in where, (where, run.explain())
+    else:
+        assert where == [parent_pid], (where, child_pid, run.explain())
+
+
+@pytest.mark.parametrize("start_method", ["fork"])
+@pytest.mark.timeout(120)
+def test_collector_pause_never_leaks_to_the_parent_or_plain_children(
+    run_script: RunScript,
+) -> None:
+    """Safe forks pause the collector only around themselves: a parent
+    thread forking plain children at the same time, the parent afterwards and
+    those children all keep automatic collection."""
+    run = run_script(
+        """
+        import threading
+
+        def report(kind):
+            mark(kind, gc.isenabled())
+
+        def plain_forks():
+            for _ in range(30):
+                p = plain_mp.get_context(METHOD).Process(target=report, args=("plain",))
+                p.start()
+                p.join()
+
+        if __name__ == "__main__":
+            thread = threading.Thread(target=plain_forks)
+            thread.start()
+            for _ in range(30):
+                p = ctx().Process(target=report, args=("safe",))
+                p.start()
+                p.join()
+            thread.join()
+            mark("parent", gc.isenabled())
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    assert sorted(set(run.marks)) == ["parent True", "plain True", "safe True"], run.explain()
+    assert len(run.marks) == 61, run.explain()
 
 
 def test_atexit_runs_exactly_once_on_every_version(run_script: RunScript) -> None:

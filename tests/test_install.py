@@ -237,6 +237,7 @@ def test_install_reaches_multiprocess_imported_after_it(
         LEAKY_CHILD
         + """
 if __name__ == "__main__":
+    gc.set_threshold(2**31 - 1)  # only exit (or safeproc's cleanup) collects
     safe_mp.install()
     mark("imported", "main", "multiprocess" in sys.modules, "dill" in sys.modules)
     import multiprocess
