@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 from safeproc._cleanup import run_child, starting_safe_child
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._report import CleanupReport, new_report_path, read_report
-from safeproc._sigterm import escalate_later
+from safeproc._sigterm import escalate_later, prepare_kernel_calls
 
 __all__ = [
     "SafeForkProcess",
@@ -104,6 +104,8 @@ class SafeProcessMixin:
         """Start the child, as the plain :meth:`~multiprocessing.Process.start`."""
         if self._cleanup_policy.report and self._safeproc_report_path is None:
             self._safeproc_report_path = new_report_path()
+        if self._cleanup_policy.sigterm == "cleanup":
+            prepare_kernel_calls()  # inherited by a forked child
         if self._child_start_method() == "forkserver":
             _preload_in_forkserver(self._safeproc_backend, type(self).__module__)
         with starting_safe_child():

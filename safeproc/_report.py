@@ -136,6 +136,11 @@ class ReportWriter:
     timeout: float | None
     steps: list[StepReport] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Imported at child start, not first in write(): a SIGTERM handler
+        # writing the report must never be the one to import it.
+        import json  # noqa: F401, PLC0415
+
     def write(self) -> None:
         report = CleanupReport(
             pid=os.getpid(),
@@ -143,7 +148,7 @@ class ReportWriter:
             steps=tuple(self.steps),
             timeout=self.timeout,
         )
-        import json  # noqa: PLC0415 - loaded by new_report_path() in the parent
+        import json  # noqa: PLC0415 - loaded by __post_init__ at child start
 
         tmp = f"{self.path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:

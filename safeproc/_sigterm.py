@@ -51,6 +51,7 @@ __all__ = [
     "drop_inherited_sigterm_cleanup",
     "escalate_later",
     "install_sigterm_cleanup",
+    "prepare_kernel_calls",
 ]
 
 #: Seconds after the deadline before the parent sends the second SIGTERM.
@@ -97,6 +98,10 @@ def install_sigterm_cleanup(state: ChildExit, finish: Callable[[ChildExit], None
         die_by_sigterm()
 
     on_sigterm.safeproc_cleanup = True  # type: ignore[attr-defined]
+    # ctypes first: a handler that ran while ctypes is half imported (a
+    # SIGTERM landing in that import) could not arm its timer. Until the
+    # handler is installed, SIGTERM still kills at once, as plain.
+    prepare_kernel_calls()
     signal.signal(signal.SIGTERM, on_sigterm)
     _make_one_shot(signal.SIGTERM)
     signal.signal(NUDGE_SIGNAL, _on_nudge)
@@ -125,55 +130,74 @@ def die_by_sigterm() -> None:
     os._exit(128 + signal.SIGTERM)  # pragma: no cover
 
 
-def _libc() -> Any:  # noqa: ANN401 - a ctypes library
-    import ctypes  # noqa: PLC0415 - only children with sigterm="cleanup" pay for it
+class _KernelCalls:
+    """ctypes, libc and the structures the two kernel calls need, built once."""
 
-    return ctypes.CDLL(None, use_errno=True)
+    def __init__(self) -> None:
+        import ctypes  # noqa: PLC0415 - only processes with sigterm="cleanup" pay for it
+
+        class SigEvent(ctypes.Structure):
+            _fields_ = (
+                ("sigev_value", ctypes.c_void_p),
+                ("sigev_signo", ctypes.c_int),
+                ("sigev_notify", ctypes.c_int),
+                ("_pad", ctypes.c_int * 12),
+            )
+
+        class TimeSpec(ctypes.Structure):
+            _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+        class ITimerSpec(ctypes.Structure):
+            _fields_ = (("it_interval", TimeSpec), ("it_value", TimeSpec))
+
+        self.ctypes = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.SigEvent = SigEvent
+        self.TimeSpec = TimeSpec
+        self.ITimerSpec = ITimerSpec
+
+
+_kernel_calls: _KernelCalls | None = None
+
+
+def prepare_kernel_calls() -> None:
+    """Import ctypes and build the kernel call structures, once per process.
+
+    Called by the parent before it starts a ``sigterm="cleanup"`` child (so
+    a forked child inherits them) and by the child before it installs its
+    handler (a spawned child builds them there).
+    """
+    global _kernel_calls  # noqa: PLW0603 - built once
+    if _kernel_calls is None and _LINUX_LAYOUTS:
+        _kernel_calls = _KernelCalls()
 
 
 def _make_one_shot(signum: int) -> None:
     """Add SA_RESETHAND to the handler the signal module just installed."""
-    if not _LINUX_LAYOUTS:
+    calls = _kernel_calls
+    if calls is None:
         return
-    import ctypes  # noqa: PLC0415
-
-    libc = _libc()
-    action = ctypes.create_string_buffer(_SIGACTION_SIZE)
-    if libc.sigaction(signum, None, action) != 0:
+    action = calls.ctypes.create_string_buffer(_SIGACTION_SIZE)
+    if calls.libc.sigaction(signum, None, action) != 0:
         return
-    flags = ctypes.c_uint32.from_buffer(action, _SA_FLAGS_OFFSET)
+    flags = calls.ctypes.c_uint32.from_buffer(action, _SA_FLAGS_OFFSET)
     flags.value |= _SA_RESETHAND
-    libc.sigaction(signum, action, None)
+    calls.libc.sigaction(signum, action, None)
 
 
 def _arm_kernel_timer(seconds: float | None, signum: int) -> bool:
     """Send *signum* to this process in *seconds* (POSIX timer, monotonic)."""
-    if seconds is None or not _LINUX_LAYOUTS:
+    calls = _kernel_calls
+    if seconds is None or calls is None:
         return False
-    import ctypes  # noqa: PLC0415
-
-    class SigEvent(ctypes.Structure):
-        _fields_ = (
-            ("sigev_value", ctypes.c_void_p),
-            ("sigev_signo", ctypes.c_int),
-            ("sigev_notify", ctypes.c_int),
-            ("_pad", ctypes.c_int * 12),
-        )
-
-    class TimeSpec(ctypes.Structure):
-        _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
-
-    class ITimerSpec(ctypes.Structure):
-        _fields_ = (("it_interval", TimeSpec), ("it_value", TimeSpec))
-
-    libc = _libc()
-    event = SigEvent(sigev_signo=signum, sigev_notify=_SIGEV_SIGNAL)
+    ctypes = calls.ctypes
+    event = calls.SigEvent(sigev_signo=signum, sigev_notify=_SIGEV_SIGNAL)
     timer_id = ctypes.c_void_p()
-    if libc.timer_create(_CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer_id)) != 0:
+    if calls.libc.timer_create(_CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer_id)) != 0:
         return False
     whole = int(seconds)
-    spec = ITimerSpec(it_value=TimeSpec(whole, int((seconds - whole) * 1e9)))
-    return bool(libc.timer_settime(timer_id, 0, ctypes.byref(spec), None) == 0)
+    spec = calls.ITimerSpec(it_value=calls.TimeSpec(whole, int((seconds - whole) * 1e9)))
+    return bool(calls.libc.timer_settime(timer_id, 0, ctypes.byref(spec), None) == 0)
 
 
 # -- parent side ----------------------------------------------------------------
