@@ -385,9 +385,10 @@ def mark_finalizer_boundary(policy: CleanupPolicy, server_fork: ServerFork | Non
         boundary = server_fork.finalizer_boundary
     else:
         boundary = _compat.next_finalize_index()
-        weakref.finalize._registered_with_atexit = False  # type: ignore[attr-defined]
     if not policy.finalizers:
         weakref.finalize._registered_with_atexit = True  # type: ignore[attr-defined]
+    elif server_fork is None:  # a forkserver child's was re-armed at its fork
+        weakref.finalize._registered_with_atexit = False  # type: ignore[attr-defined]
     _compat.select_finalizers_from(boundary if policy.finalizers else sys.maxsize)
     return boundary
 

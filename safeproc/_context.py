@@ -178,9 +178,6 @@ def safe_context(backend: Any, method: str, cleanup: CleanupPolicy | None = None
     :raises ValueError: *method* is not available on this platform, with the
         same message the backend gives.
     """
-    if backend not in _CONCRETE and getattr(backend, "__name__", None) == "multiprocess":
-        from safeproc import _dill  # noqa: F401, PLC0415 - registers the dill backend
-
     try:
         context_class = _CONCRETE[backend][method]
     except KeyError:

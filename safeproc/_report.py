@@ -189,7 +189,7 @@ def new_report_path(prefix: str = "p") -> str:
     children never remove it (safeproc does not run inherited finalizers).
     """
     # Imported here, by the parent, so that only programs asking for reports
-    # pay for them, and a forked child's report write imports nothing.
+    # pay for them, and a forked child finds them imported.
     import json  # noqa: F401, PLC0415
     import tempfile  # noqa: PLC0415
 
