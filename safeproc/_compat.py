@@ -21,7 +21,7 @@ else:  # pragma: no cover - exercised on 3.9 and 3.10 only
     from typing_extensions import Never, Self
 
 __all__ = [
-    "POPEN_CLEARS_ATEXIT",
+    "POPEN_RUNS_ATEXIT",
     "Never",
     "Self",
     "TypeAlias",
@@ -38,7 +38,7 @@ __all__ = [
 #: 3.13's fork and forkserver launchers clear the inherited atexit list in
 #: the child, register ``util._exit_function`` and run the list after
 #: ``_bootstrap`` returns (cpython#83856).
-POPEN_CLEARS_ATEXIT = sys.version_info >= (3, 13)
+POPEN_RUNS_ATEXIT = sys.version_info >= (3, 13)
 
 
 def clear_atexit() -> None:

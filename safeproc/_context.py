@@ -21,7 +21,7 @@ import multiprocessing.context as _std_context
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from safeproc import _process
+from safeproc import _forks, _process
 from safeproc._policy import CleanupPolicy, check_policy
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ _CONCRETE: dict[Any, dict[str, type[Any]]] = {
     },
 }
 _contexts: dict[tuple[Any, str, CleanupPolicy | None], Any] = {}
-_contexts_lock = threading.Lock()
+_contexts_lock = _forks.reinit_after_fork(threading.Lock())
 
 
 def safe_context(backend: Any, method: str, cleanup: CleanupPolicy | None = None) -> Any:  # noqa: ANN401

@@ -36,6 +36,8 @@ from typing import Any, Callable
 import multiprocess.process
 import multiprocess.spawn
 
+from safeproc import _forks
+
 __all__ = ["measure_multiprocess_children"]
 
 #: The attribute coverage.py sets on :mod:`multiprocessing` once it patched it.
@@ -43,7 +45,7 @@ COVERAGE_MARKER = "_coverage$patched"
 #: The key added to ``multiprocess``'s spawn preparation data.
 PREPARATION_KEY = "safeproc_coverage"
 
-_lock = threading.Lock()
+_lock = _forks.reinit_after_fork(threading.Lock())
 _applied = False
 
 
@@ -120,7 +122,7 @@ def measure_in_child(rcfile: str) -> None:
         patch_multiprocessing(rcfile or os.environ.get("COVERAGE_RCFILE", ".coveragerc"))
         measure_multiprocess_children()
     except Exception:  # noqa: BLE001 - the child runs unmeasured rather than not at all
-        from safeproc._cleanup import report_unraisable  # noqa: PLC0415 - avoid a cycle
+        from safeproc._errors import report_unraisable  # noqa: PLC0415 - the rare path
 
         report_unraisable("Exception ignored while starting coverage in the child", rcfile)
         sys.stderr.flush()
@@ -131,13 +133,7 @@ def _before_fork() -> None:
         measure_multiprocess_children()
 
 
-def _reset_lock_in_child() -> None:
-    # Another parent thread may have held it at fork: it is never released here.
-    global _lock  # noqa: PLW0603 - a fresh lock per process
-    _lock = threading.Lock()
-
-
-os.register_at_fork(before=_before_fork, after_in_child=_reset_lock_in_child)
+os.register_at_fork(before=_before_fork)
 multiprocess.spawn.get_preparation_data = _make_preparation_data(
     multiprocess.spawn.get_preparation_data
 )

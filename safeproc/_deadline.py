@@ -1,41 +1,105 @@
-"""The cleanup deadline: a kernel timer whose signal kills the child.
+"""The cleanup deadline: it bounds what safeproc adds, never the plain library's own work.
 
-Nothing that runs inside the child's interpreter can be relied on to end a
-cleanup step that hangs: a Python signal handler or a watchdog thread never
-runs while the main thread holds the GIL in a C call. A kernel interval timer
-(``setitimer``) delivering ``SIGALRM`` at its default action ends the process
-whatever it is doing; ``faulthandler`` first prints every thread's traceback
-from its C-level handler, so stderr shows the step that hung (the cleanup
-step functions are named after their steps) and the line it hung on.
+The clock runs only while safeproc's own steps run: it starts with the
+first of them and is paused while the plain library's exit work runs (3.13's
+launchers run the child's atexit handlers and multiprocessing's finalizers
+themselves, without a bound: so does safeproc). When it expires, cleanup
+stops, and the child ends the way the plain library would have ended it
+(the expiry handler decides: the plain exit code, or death by SIGTERM).
+
+Two stages, one kernel interval timer (``setitimer``, ``SIGALRM``):
+
+1. At the deadline a Python ``SIGALRM`` handler runs in the main thread
+   between two bytecodes. It interrupts Python loops, sleeps, lock waits
+   and regular expressions, and calls the expiry handler, which never
+   returns.
+2. A main thread stuck in a C call that never returns cannot run Python
+   code at all. The handler is made one-shot (``SA_RESETHAND``, see
+   :mod:`safeproc._kernel`): the kernel restores ``SIGALRM``'s default
+   action as it delivers the first signal, and the timer ticks once more
+   :data:`GRACE` seconds later, which ends such a child by ``SIGALRM``
+   (``exitcode == -14``). The same tick bounds the expiry handler's own
+   work (its final flush).
+
 ``faulthandler.dump_traceback_later`` is not used: a watchdog a parent had
-armed at fork leaves its lock held in the child, and arming one there hangs.
+pending at fork (pytest's ``faulthandler_timeout`` arms one) leaves its
+lock held in the child, and arming one there hangs.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import signal
-import sys
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DEADLINE_SIGNAL", "arm_deadline"]
+from safeproc import _kernel
 
-#: The signal a child dies by when its cleanup deadline expires.
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+
+__all__ = ["DEADLINE_SIGNAL", "GRACE", "Deadline"]
+
+#: The signal of the deadline's timer.
 DEADLINE_SIGNAL = signal.SIGALRM
+#: Seconds after the deadline before a child that cannot run Python is ended.
+GRACE = 1.0
+
+_UNSET: Any = object()
 
 
-def arm_deadline(seconds: float | None) -> None:
-    """Kill this process by ``SIGALRM`` in *seconds*.
+class Deadline:
+    """A budget of seconds for safeproc's steps: started, paused, resumed, stopped."""
 
-    The timer is never disarmed: the process ends before it fires unless
-    its cleanup hangs.
-    """
-    if seconds is None:
-        return
-    signal.signal(DEADLINE_SIGNAL, signal.SIG_DFL)
-    stderr = sys.__stderr__ if sys.stderr is None else sys.stderr
-    try:
-        if stderr is not None:
-            faulthandler.register(DEADLINE_SIGNAL, file=stderr, all_threads=True, chain=True)
-    except (AttributeError, ValueError, OSError, RuntimeError):
-        pass  # no usable stderr: the timer still ends the child, silently
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    __slots__ = ("expired", "on_expiry", "previous", "remaining", "running", "seconds")
+
+    def __init__(self, seconds: float | None, on_expiry: Callable[[FrameType | None], Any]) -> None:
+        """*on_expiry* runs in the main thread when the budget is spent; it must not return."""
+        self.seconds = seconds
+        self.remaining = seconds
+        self.on_expiry = on_expiry
+        self.running = False
+        self.expired = False
+        self.previous: Any = _UNSET
+
+    def run(self) -> None:
+        """Start the clock, or resume it after :meth:`pause`."""
+        if self.running or self.remaining is None or self.expired:
+            return
+        if self.previous is _UNSET:
+            self.previous = signal.getsignal(DEADLINE_SIGNAL)
+            signal.signal(DEADLINE_SIGNAL, self._on_signal)
+            _kernel.make_one_shot(DEADLINE_SIGNAL)
+        self.running = True
+        signal.setitimer(signal.ITIMER_REAL, max(self.remaining, 1e-6), GRACE)
+
+    def pause(self) -> None:
+        """Stop the clock while the plain library's own work runs."""
+        if not self.running:
+            return
+        left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+        self.running = False
+        # 0 means it fired and the handler is pending: it runs next anyway.
+        self.remaining = left if left > 0 else 1e-6
+
+    def stop(self) -> None:
+        """Disarm the timer for good; the previous ``SIGALRM`` handler is back."""
+        if self.running:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self.running = False
+        if self.previous is not _UNSET and not self.expired:
+            try:
+                signal.signal(DEADLINE_SIGNAL, self.previous)
+            except (TypeError, ValueError, OSError):
+                signal.signal(DEADLINE_SIGNAL, signal.SIG_DFL)
+            self.previous = _UNSET
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 - signal API
+        # The kernel already restored the default action (one-shot): make
+        # the signal module agree, so nothing re-installs this handler.
+        signal.signal(DEADLINE_SIGNAL, signal.SIG_DFL)
+        if not _kernel.available():
+            # No one-shot here: the next tick must find the default action.
+            signal.setitimer(signal.ITIMER_REAL, GRACE)
+        self.expired = True
+        self.running = False
+        self.on_expiry(frame)

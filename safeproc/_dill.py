@@ -19,8 +19,12 @@ from typing import Any
 import multiprocess
 import multiprocess.context as _dill_context
 import multiprocess.pool as _dill_pool
+import multiprocess.spawn
 
-from safeproc import _coverage  # noqa: F401 - coverage.py for multiprocess children
+from safeproc import (
+    _coverage,  # noqa: F401 - coverage.py for multiprocess children
+    _forks,
+)
 from safeproc._context import (
     SafeDefaultContext,
     _concrete_init,
@@ -170,6 +174,8 @@ class DillSafeDefaultContext(_SafeContextMixin, _dill_context.DefaultContext):  
     set_start_method = SafeDefaultContext.set_start_method
     get_all_start_methods = SafeDefaultContext.get_all_start_methods
 
+
+_forks.mark_forkserver_children(multiprocess.spawn)
 
 register_backend(
     multiprocess,

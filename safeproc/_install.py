@@ -48,9 +48,12 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from safeproc._cleanup import report_unraisable, run_child, starting_safe_child
+from safeproc import _forks
+from safeproc._cleanup import run_child
+from safeproc._errors import report_unraisable
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
-from safeproc._process import SafeProcessMixin
+from safeproc._process import SafeProcessMixin, prepare_parent
+from safeproc._sigterm import escalate_later
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,7 +69,7 @@ PREPARATION_KEY = "safeproc_install"
 # A wrapper safeproc made carries this attribute (uninstall looks for it).
 _WRAPPER_MARK = "_safeproc_install_wrapper"
 
-_lock = threading.RLock()
+_lock = _forks.reinit_after_fork(threading.RLock())
 _active = False
 _policy: CleanupPolicy | None = None
 # The pid whose _bootstrap already runs the exit sequence: an inner wrapper
@@ -130,7 +133,9 @@ def _patch_backend(backend: ModuleType) -> None:
     spawn_module = importlib.import_module(f"{backend.__name__}.spawn")
     base = process_module.BaseProcess
     _patch(base, "_bootstrap", _make_safe_bootstrap(backend, base._bootstrap))
-    _patch(base, "start", _make_marked_start(base.start))
+    _patch(base, "start", _make_marked_start(backend, base.start))
+    _patch(base, "terminate", _make_escalating_terminate(base.terminate))
+    _forks.mark_forkserver_children(spawn_module)
     _patch(
         spawn_module,
         "get_preparation_data",
@@ -150,8 +155,10 @@ class _PatchOnImport:
 
     A :data:`sys.meta_path` finder (not derived from ``importlib.abc``, whose
     import would cost every child more than this class does). It finds
-    nothing itself: it asks the finders after it for the real spec and wraps
-    that spec's loader so the patch follows the module's execution.
+    nothing itself: it asks the finders after it for the real spec and gives
+    it a loader that runs the real one, then patches the module. The real
+    loader (often shared: a zip importer loads every module of its archive)
+    is never changed.
     """
 
     def find_spec(
@@ -160,7 +167,7 @@ class _PatchOnImport:
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
-        """Return the real spec of ``multiprocess``, its loader wrapped."""
+        """Return the real spec of ``multiprocess``, with a patching loader."""
         if fullname != "multiprocess" or not _active:
             return None
         for finder in sys.meta_path:
@@ -171,19 +178,35 @@ class _PatchOnImport:
                 break
         else:
             return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        execute = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            execute(module)
-            with _lock:
-                if _active:
-                    _patch_backend(module)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]
+        spec.loader = _PatchingLoader(spec.loader)  # type: ignore[assignment]
         return spec
+
+
+class _PatchingLoader:
+    """Loads ``multiprocess`` with its real loader, then patches it."""
+
+    def __init__(self, loader: Any) -> None:  # noqa: ANN401 - any importlib loader
+        self.loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        """Let the real loader create the module, as it would."""
+        create = getattr(self.loader, "create_module", None)
+        return None if create is None else create(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Run the module with the real loader back in place, then patch it."""
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        with _lock:
+            if _active:
+                _patch_backend(module)
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - whatever the real loader has
+        return getattr(self.loader, name)
 
 
 _PATCH_ON_IMPORT = _PatchOnImport()
@@ -241,13 +264,7 @@ def _reaches_safe_bootstrap(function: object) -> bool:
     return False
 
 
-def _reset_lock_in_child() -> None:
-    # Another parent thread may have held it at fork: it is never released here.
-    global _lock  # noqa: PLW0603 - a fresh lock per process
-    _lock = threading.RLock()
-
-
-os.register_at_fork(before=_reassert_before_fork, after_in_child=_reset_lock_in_child)
+os.register_at_fork(before=_reassert_before_fork)
 
 
 def installed() -> bool:
@@ -279,10 +296,11 @@ def _make_safe_bootstrap(backend: Any, original: Callable[..., int]) -> Callable
         if not _active or isinstance(self, SafeProcessMixin) or _running_in_pid == os.getpid():
             return original(self, parent_sentinel)
         _running_in_pid = os.getpid()
+        policy = getattr(self, "_safeproc_install_policy", None) or _policy or get_default_cleanup()
         return run_child(
             self,
             lambda: original(self, parent_sentinel),
-            _policy or get_default_cleanup(),
+            policy,
             start_method=_start_method(self, backend),
             report_path=None,
         )
@@ -292,17 +310,22 @@ def _make_safe_bootstrap(backend: Any, original: Callable[..., int]) -> Callable
     return _bootstrap
 
 
-def _make_marked_start(original: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Wrap ``BaseProcess.start`` so its fork is known to be a safe child's.
+def _make_marked_start(backend: Any, original: Callable[[Any], None]) -> Callable[[Any], None]:  # noqa: ANN401
+    """Wrap ``BaseProcess.start`` so that its child is known to be a safe one.
 
-    See :func:`safeproc._cleanup.starting_safe_child`: no collection may run
-    in the child before its inherited heap is frozen.
+    See :mod:`safeproc._forks`: no collection may run in a fork child before
+    its inherited heap is frozen, and a forkserver child draws its boundary
+    before it imports the main module. The policy the child gets is kept on
+    the process object, for :meth:`terminate`'s escalation.
     """
 
     def start(self: Any) -> None:  # noqa: ANN401 - a BaseProcess of either backend
-        if not _active:
+        if not _active or isinstance(self, SafeProcessMixin):
             return original(self)
-        with starting_safe_child():
+        self._safeproc_install_policy = _policy or get_default_cleanup()
+        method = _start_method(self, backend)
+        prepare_parent(backend, method, __name__)
+        with _forks.starting_safe_child(method):
             return original(self)
 
     start.__wrapped__ = original  # type: ignore[attr-defined]
@@ -310,11 +333,32 @@ def _make_marked_start(original: Callable[[Any], None]) -> Callable[[Any], None]
     return start
 
 
-def _start_method(process: Any, backend: Any) -> str | None:  # noqa: ANN401
-    # The concrete classes name their method; Process uses the default one.
+def _make_escalating_terminate(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap ``BaseProcess.terminate``: a ``sigterm="cleanup"`` child is made sure to end.
+
+    As :meth:`SafeProcess.terminate <safeproc.SafeProcess.terminate>` does.
+    """
+
+    def terminate(self: Any) -> None:  # noqa: ANN401 - a BaseProcess of either backend
+        original(self)
+        policy = getattr(self, "_safeproc_install_policy", None)
+        if policy is not None and policy.sigterm == "cleanup":
+            escalate_later(self, policy.timeout)
+
+    terminate.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(terminate, _WRAPPER_MARK, True)
+    return terminate
+
+
+def _start_method(process: Any, backend: Any) -> str:  # noqa: ANN401
+    """Return the start method *process* uses (the concrete classes name theirs).
+
+    ``get_start_method()`` fixes the default method if none was chosen yet,
+    exactly as the plain ``start()`` is about to.
+    """
     method: str | None = getattr(type(process), "_start_method", None)
     if method is None:
-        method = backend.get_start_method(allow_none=True)
+        method = backend.get_start_method()
     return method
 
 

@@ -6,6 +6,8 @@ import math
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
+from safeproc import _forks
+
 if TYPE_CHECKING:
     from safeproc._compat import Never, Self, TypeAlias
 
@@ -50,17 +52,32 @@ class CleanupPolicy:
         as :func:`logging.shutdown` would, and flush (never close) inherited
         ones the child logged through.
     :param files: flush buffered files the child opened and still holds.
-    :param stdio: how ``sys.stdout``/``sys.stderr`` are handled: ``"flush"``
-        flushes them at exit; ``"line"`` line-buffers them from child start;
-        ``"reopen"`` replaces the inherited streams at child start so the
-        parent's pending bytes are never written twice and a lock a parent
-        thread held at fork never hangs the child; ``"none"`` leaves them
-        alone; ``"auto"`` (the default) is ``"reopen"`` in a forked child whose
-        parent had other threads running at fork and ``"flush"`` otherwise.
-    :param timeout: deadline in seconds for the whole cleanup, from the end of
-        the target to the exit; ``None`` for no deadline. When it expires the
-        child prints every thread's traceback (naming the step) and dies by
-        ``SIGALRM``: ``exitcode == -14``.
+    :param stdio: how ``sys.stdout``/``sys.stderr`` are handled. ``"flush"``
+        flushes them at exit. ``"reopen"`` flushes them at exit too, and
+        first re-arms a forked child's streams at child start: their
+        buffered layer (and, for the interpreter's own streams, the text
+        layer over it) is initialised again in place, on the same file, with
+        a fresh lock and an empty buffer. The parent's pending bytes are
+        never written twice and a lock a parent thread held at fork never
+        hangs the child. The stream objects stay the same and no file
+        descriptor is closed or opened, so references saved before the fork
+        keep working. ``"line"`` re-arms a forked child's streams too, then
+        line-buffers them, and flushes them at exit. ``"none"`` leaves them
+        alone. ``"auto"`` (the default) is ``"reopen"`` in every forked child
+        (fork, forkserver) and ``"flush"`` in a spawned child.
+    :param timeout: deadline in seconds for what safeproc adds to the
+        child's exit; ``None`` for no deadline. The clock starts when
+        safeproc's own steps start. It never covers the plain library's own
+        exit work: the join of non-daemon threads and child processes,
+        multiprocessing's own finalizers, and from Python 3.13 the atexit
+        handlers the plain launcher runs. A spawned child's normal exit is
+        not bounded either, as plain. When the deadline expires, cleanup
+        stops, the child prints every thread's traceback (naming the step)
+        to stderr, and ends with the exit code the plain library would have
+        given (or by ``SIGTERM`` after ``terminate()``). Only a child whose
+        main thread cannot run Python (stuck in a C call that holds the
+        GIL) is ended by ``SIGALRM``, one second after the deadline
+        (``exitcode == -14``).
     :param sigterm: ``"default"`` keeps the plain library's behaviour on
         :meth:`~multiprocessing.Process.terminate`; ``"cleanup"`` runs the same
         cleanup, bounded by *timeout*, and still dies by ``SIGTERM``
@@ -222,7 +239,7 @@ def _validated(name: str, value: object) -> object:
     return float(value)
 
 
-_default_lock = threading.Lock()
+_default_lock = _forks.reinit_after_fork(threading.Lock())
 _default_policy = CleanupPolicy()
 
 

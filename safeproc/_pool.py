@@ -17,6 +17,7 @@ and then releases those two locks, whose holders are dead by then.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.pool as _std_pool
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from safeproc import _context
 from safeproc._policy import DEFAULT_TIMEOUT, CleanupPolicy, check_policy, get_default_cleanup
-from safeproc._sigterm import ESCALATION_MARGIN, KILL_MARGIN
+from safeproc._sigterm import ESCALATION_MARGIN, KILL_MARGIN, has_ended
 
 if TYPE_CHECKING:
     from safeproc._report import CleanupReport
@@ -54,12 +55,34 @@ def _safe_pool_context(backend: Any, context: Any, cleanup: CleanupPolicy | None
     return _context.safe_context(backend, method, policy)
 
 
+class _PoolReports:
+    """A pool's collected worker reports. Holds no worker: nothing of a worker outlives it."""
+
+    __slots__ = ("lock", "reports")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reports: list[CleanupReport] = []
+
+    def add(self, report: CleanupReport) -> None:
+        """Keep the report of a worker the pool has reaped."""
+        with self.lock:
+            self.reports.append(report)
+
+
+def _make_worker(reports: _PoolReports, ctx: Any, *args: Any, **kwds: Any) -> Any:  # noqa: ANN401
+    """``Pool.Process``: a safe worker that hands its report to the pool when reaped."""
+    worker = ctx.Process(*args, **kwds)
+    if worker.cleanup.report:
+        worker._safeproc_report_sink = reports.add
+    return worker
+
+
 class _SafePoolMixin:
     """Safe workers, a per-pool policy, and the workers' cleanup reports."""
 
     _safeproc_backend: Any
-    _safeproc_workers: list[Any]
-    _safeproc_workers_lock: threading.Lock
+    _safeproc_reports: _PoolReports
 
     def __new__(cls, *args: Any, cleanup: CleanupPolicy | None = None, **kwargs: Any) -> Any:  # noqa: ARG004, ANN401
         # Checked before the object exists: a half-built Pool warns in __del__.
@@ -77,11 +100,11 @@ class _SafePoolMixin:
         cleanup: CleanupPolicy | None = None,
     ) -> None:
         ctx = _safe_pool_context(self._safeproc_backend, context, cleanup)
-        self._safeproc_workers = []
-        self._safeproc_workers_lock = threading.Lock()
-        # Pool hands self.Process to its worker-handler thread at __init__:
-        # an instance attribute set first lets the pool see every worker.
-        self.Process = self._make_worker
+        self._safeproc_reports = _PoolReports()
+        # Pool hands self.Process to its worker-handler thread: a partial of
+        # the report list, not a bound method, so that thread never keeps
+        # the pool alive (a dropped pool is collected and ends, as plain).
+        self.Process = functools.partial(_make_worker, self._safeproc_reports)
         super().__init__(processes, initializer, initargs, maxtasksperchild, ctx)  # type: ignore[call-arg]
 
     @property
@@ -89,12 +112,6 @@ class _SafePoolMixin:
         """The policy this pool's workers follow."""
         policy: CleanupPolicy | None = self._ctx.cleanup  # type: ignore[attr-defined]
         return policy or get_default_cleanup()
-
-    def _make_worker(self, ctx: Any, *args: Any, **kwds: Any) -> Any:  # noqa: ANN401
-        worker = ctx.Process(*args, **kwds)
-        with self._safeproc_workers_lock:
-            self._safeproc_workers.append(worker)
-        return worker
 
     def terminate(self) -> None:
         """Stop the workers now, as :meth:`multiprocessing.pool.Pool.terminate`.
@@ -136,30 +153,26 @@ class _SafePoolMixin:
             runner.join(_STUCK_AFTER)
         if runner.is_alive():
             warnings.warn(
-                "SafePool.terminate(): the pool's internal threads are still blocked; "
+                "Pool.terminate(): the pool's internal threads are still blocked; "
                 "its worker processes have ended",
                 RuntimeWarning,
                 stacklevel=2,
             )
 
     def _live_workers(self) -> list[Any]:
-        with self._safeproc_workers_lock:
-            workers = list(self._safeproc_workers)
-        return [w for w in workers if w._popen is not None and w.exitcode is None]
+        """Return the workers that have not ended; never reap one (the pool's threads do)."""
+        workers = list(self._pool)  # type: ignore[attr-defined]
+        return [w for w in workers if w._popen is not None and not has_ended(w._popen)]
 
     def cleanup_reports(self) -> list[CleanupReport]:
-        """Return the cleanup reports of every worker that has ended so far.
+        """Return the cleanup reports of the workers the pool has reaped so far.
 
-        Workers report only when the pool's policy has ``report=True``.
+        Workers report only when the pool's policy has ``report=True``. Every
+        worker is reaped by ``close()`` and ``join()``, by ``terminate()``,
+        and, while the pool runs, soon after it exits.
         """
-        with self._safeproc_workers_lock:
-            workers = list(self._safeproc_workers)
-        reports = []
-        for worker in workers:
-            report = worker.cleanup_report
-            if report is not None:
-                reports.append(report)
-        return reports
+        with self._safeproc_reports.lock:
+            return list(self._safeproc_reports.reports)
 
 
 #: Seconds the stock terminate may take before safeproc signals workers itself.

@@ -16,12 +16,14 @@ import copyreg
 import importlib
 import multiprocessing
 import multiprocessing.context as _std_context
+import multiprocessing.spawn
 from typing import Any, Callable, ClassVar, TypeVar
 
-from safeproc._cleanup import run_child, starting_safe_child
+from safeproc import _forks, _kernel
+from safeproc._cleanup import run_child
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._report import CleanupReport, new_report_path, read_report
-from safeproc._sigterm import escalate_later, prepare_kernel_calls
+from safeproc._sigterm import escalate_later
 
 __all__ = [
     "SafeForkProcess",
@@ -52,6 +54,8 @@ class SafeProcessMixin:
     _safeproc_report_path: str | None
     _safeproc_report: CleanupReport | None
     _safeproc_terminate_sent: bool
+    #: Where a pool wants this worker's report once it is reaped.
+    _safeproc_report_sink: Callable[[CleanupReport], None] | None
     # Provided by BaseProcess.
     _name: str
     _identity: tuple[int, ...]
@@ -80,6 +84,7 @@ class SafeProcessMixin:
         self._safeproc_report_path = None
         self._safeproc_report = None
         self._safeproc_terminate_sent = False
+        self._safeproc_report_sink = None
 
     @property
     def cleanup(self) -> CleanupPolicy:
@@ -91,7 +96,9 @@ class SafeProcessMixin:
         """What cleanup did in the child, once it has ended.
 
         ``None`` while the child runs, when the policy did not ask for a
-        report, or when the child died before its cleanup began (a signal).
+        report, or when the child died before safeproc's code ran in it. A
+        child killed during its target leaves a report with only the
+        ``"start"`` step.
         """
         if self._safeproc_report is None and self._safeproc_report_path is not None:
             exitcode = self.exitcode
@@ -100,15 +107,38 @@ class SafeProcessMixin:
             self._safeproc_report = read_report(self._safeproc_report_path, exitcode)
         return self._safeproc_report
 
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the child, as the plain :meth:`~multiprocessing.Process.join`."""
+        super().join(timeout)  # type: ignore[misc]
+        self._hand_over_report()
+
+    def is_alive(self) -> bool:
+        """Whether the child runs, as the plain :meth:`~multiprocessing.Process.is_alive`."""
+        alive: bool = super().is_alive()  # type: ignore[misc]
+        if not alive:
+            # A pool's terminate() reaps ended workers this way, not by join().
+            self._hand_over_report()
+        return alive
+
+    def _hand_over_report(self) -> None:
+        if getattr(self, "_safeproc_report_sink", None) is None or self.exitcode is None:
+            return
+        # One pop (atomic): a pool's threads may reap the same worker at once.
+        sink = self.__dict__.pop("_safeproc_report_sink", None)
+        if sink is None:
+            return
+        self._safeproc_report_sink = None
+        report = self.cleanup_report
+        if report is not None:
+            sink(report)
+
     def start(self) -> None:
         """Start the child, as the plain :meth:`~multiprocessing.Process.start`."""
         if self._cleanup_policy.report and self._safeproc_report_path is None:
             self._safeproc_report_path = new_report_path()
-        if self._cleanup_policy.sigterm == "cleanup":
-            prepare_kernel_calls()  # inherited by a forked child
-        if self._child_start_method() == "forkserver":
-            _preload_in_forkserver(self._safeproc_backend, type(self).__module__)
-        with starting_safe_child():
+        method = self._child_start_method()
+        prepare_parent(self._safeproc_backend, method, type(self).__module__)
+        with _forks.starting_safe_child(method):
             super().start()  # type: ignore[misc]
 
     def terminate(self) -> None:
@@ -137,14 +167,21 @@ class SafeProcessMixin:
             report_path=self._safeproc_report_path,
         )
 
-    def _child_start_method(self) -> str | None:
+    def _child_start_method(self) -> str:
+        # get_start_method() fixes the default method if none was chosen
+        # yet, exactly as the plain start() is about to.
         method: str | None = getattr(type(self), "_start_method", None)
         if method is None:
-            method = self._safeproc_backend.get_start_method(allow_none=True)
+            method = self._safeproc_backend.get_start_method()
         return method
 
     def __reduce_ex__(self, protocol: Any) -> Any:  # noqa: ANN401 - pickle protocol
         rv = super().__reduce_ex__(protocol)
+        state = rv[2] if isinstance(rv, tuple) and len(rv) > 2 else None  # noqa: PLR2004
+        if isinstance(state, dict) and state.get("_safeproc_report_sink") is not None:
+            # The pool's report list stays in the parent (the child never
+            # reports through it; a lock cannot be pickled).
+            rv = (*rv[:2], {**state, "_safeproc_report_sink": None}, *rv[3:])
         cls = type(self)
         if "_safeproc_bound_cleanup" in cls.__dict__ and isinstance(rv, tuple):
             # A context-bound class exists only in the parent: pickle the
@@ -155,15 +192,32 @@ class SafeProcessMixin:
         return rv
 
 
-def _preload_in_forkserver(backend: Any, module: str) -> None:  # noqa: ANN401 - a backend package
-    """Have the forkserver import *module* (safeproc) once, not every child it forks.
+def prepare_parent(backend: Any, method: str | None, module: str) -> None:  # noqa: ANN401
+    """Ready this process to start a safe child of *backend* by *method*.
 
-    Only before the server starts; the user's own preload list is kept.
+    A forked child inherits what it needs (:mod:`ctypes` for its one-shot
+    signal handlers) rather than importing it; a forkserver imports it once,
+    for every child it forks, through its preload list.
+    """
+    if method == "fork":
+        _kernel.prepare()
+    elif method == "forkserver":
+        _preload_in_forkserver(backend, (module, "safeproc._preload"))
+
+
+def _preload_in_forkserver(backend: Any, modules: tuple[str, ...]) -> None:  # noqa: ANN401
+    """Have the forkserver import *modules* (safeproc's) once, not every child it forks.
+
+    Only before the server starts; the user's own preload list is kept, and
+    comes first.
     """
     server = importlib.import_module(f"{backend.__name__}.forkserver")._forkserver
-    modules = list(getattr(server, "_preload_modules", None) or [])
-    if getattr(server, "_forkserver_pid", None) is None and module not in modules:
-        server._preload_modules = [*modules, module]
+    if getattr(server, "_forkserver_pid", None) is not None:
+        return
+    preload = list(getattr(server, "_preload_modules", None) or [])
+    missing = [m for m in modules if m not in preload]
+    if missing:
+        server._preload_modules = [*preload, *missing]
 
 
 #: The modules that define safeproc's process classes.
@@ -203,6 +257,8 @@ def bind_process_class(cls: type[_P], policy: CleanupPolicy | None) -> type[_P]:
 
 
 # -- the standard library backend ---------------------------------------------
+
+_forks.mark_forkserver_children(multiprocessing.spawn)
 
 
 class SafeProcess(SafeProcessMixin, _std_context.Process):

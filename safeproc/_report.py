@@ -1,19 +1,24 @@
 """The :class:`CleanupReport` a child records and the parent reads back.
 
-The child rewrites its report file after every step (only when the policy
-asks for a report), so a child killed by its deadline still leaves a report
-that names the step it was in. Writing a small file never blocks the child,
-whether or not the parent is still there to read it.
+The child (:mod:`safeproc._report_writer`) rewrites its report file after
+every step (only when the policy asks for a report), so a child that ends
+early still leaves a report that names the step it was in. Writing a small
+file never blocks the child, whether or not the parent is still there to
+read it. The parent removes each file once it has read it.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import dataclasses
 import os
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from safeproc import _forks
 
 __all__ = ["CleanupReport", "StepReport"]
 
@@ -34,7 +39,8 @@ class StepReport:
     #: One line per error the step reported (the full traceback went to
     #: the child's stderr).
     errors: tuple[str, ...] = ()
-    #: False when the child died (its deadline) before the step finished.
+    #: False when the child ended before the step finished (see
+    #: :attr:`CleanupReport.interrupted_step`).
     completed: bool = True
 
 
@@ -54,10 +60,15 @@ class CleanupReport:
     trigger: str
     #: The steps in the order they ran.
     steps: tuple[StepReport, ...] = ()
-    #: True when the cleanup deadline expired and ended the child.
+    #: True when the cleanup deadline expired: cleanup stopped there (the
+    #: step it was in is :attr:`hung_step`) and the child ended as the plain
+    #: library would have ended it, or, if it could not run Python any more,
+    #: by ``SIGALRM``.
     deadline_expired: bool = False
     #: The policy's deadline in seconds, or None.
     timeout: float | None = None
+    #: The child's exit code as the parent saw it (None if not known).
+    exitcode: int | None = None
 
     @property
     def errors(self) -> tuple[str, ...]:
@@ -70,12 +81,22 @@ class CleanupReport:
         return sum(s.seconds for s in self.steps)
 
     @property
-    def hung_step(self) -> str | None:
-        """The step the child was in when its deadline expired, if any."""
+    def interrupted_step(self) -> str | None:
+        """The step the child was in when it ended before finishing it, if any.
+
+        Its deadline (:attr:`deadline_expired`), a signal (:attr:`exitcode`
+        is negative) or the step's own code (``os._exit()`` in an atexit
+        handler) ended it.
+        """
         for step in self.steps:
             if not step.completed:
                 return step.name
         return None
+
+    @property
+    def hung_step(self) -> str | None:
+        """The step the child was in when its deadline expired, if it did."""
+        return self.interrupted_step if self.deadline_expired else None
 
     def step(self, name: str) -> StepReport:
         """Return the report of the step called *name*.
@@ -94,6 +115,7 @@ class CleanupReport:
             "trigger": self.trigger,
             "deadline_expired": self.deadline_expired,
             "timeout": self.timeout,
+            "exitcode": self.exitcode,
             "steps": [
                 {
                     "name": s.name,
@@ -109,11 +131,13 @@ class CleanupReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CleanupReport:
         """Rebuild a report from :meth:`to_dict` data."""
+        exitcode = data.get("exitcode")
         return cls(
             pid=int(data["pid"]),
             trigger=str(data["trigger"]),
             deadline_expired=bool(data["deadline_expired"]),
             timeout=data["timeout"],
+            exitcode=None if exitcode is None else int(exitcode),
             steps=tuple(
                 StepReport(
                     name=s["name"],
@@ -127,37 +151,14 @@ class CleanupReport:
         )
 
 
-@dataclass
-class ReportWriter:
-    """Child side: accumulates steps and rewrites the report file."""
-
-    path: str
-    trigger: str
-    timeout: float | None
-    steps: list[StepReport] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        # Imported at child start, not first in write(): a SIGTERM handler
-        # writing the report must never be the one to import it.
-        import json  # noqa: F401, PLC0415
-
-    def write(self) -> None:
-        report = CleanupReport(
-            pid=os.getpid(),
-            trigger=self.trigger,
-            steps=tuple(self.steps),
-            timeout=self.timeout,
-        )
-        import json  # noqa: PLC0415 - loaded by __post_init__ at child start
-
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(report.to_dict(), f)
-        os.replace(tmp, self.path)
-
-
 def read_report(path: str, exitcode: int | None) -> CleanupReport | None:
-    """Parent side: load the report at *path*, or None if none was written."""
+    """Parent side: load the report at *path* and remove the file; None if none was written.
+
+    A child its deadline ended by ``SIGALRM`` (it could not run Python any
+    more) left its report in the step it was in: that is recorded as an
+    expired deadline. Any other early end is only what :attr:`exitcode`
+    and :attr:`~CleanupReport.interrupted_step` say.
+    """
     import json  # noqa: PLC0415 - only programs that ask for reports pay for it
 
     try:
@@ -165,20 +166,18 @@ def read_report(path: str, exitcode: int | None) -> CleanupReport | None:
             data = json.load(f)
     except (OSError, ValueError):
         return None
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
     report = CleanupReport.from_dict(data)
-    if exitcode == -signal.SIGALRM or report.hung_step is not None:
-        report = CleanupReport(
-            pid=report.pid,
-            trigger=report.trigger,
-            steps=report.steps,
-            deadline_expired=True,
-            timeout=report.timeout,
-        )
-    return report
+    expired = report.deadline_expired or (
+        exitcode == -signal.SIGALRM and report.interrupted_step is not None
+    )
+    return dataclasses.replace(report, deadline_expired=expired, exitcode=exitcode)
 
 
 _report_dir: str | None = None
-_report_dir_lock = threading.Lock()
+_report_dir_lock = _forks.reinit_after_fork(threading.Lock())
 _report_counter = iter(range(1, 1 << 62))
 
 

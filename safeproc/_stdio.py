@@ -1,46 +1,107 @@
 """``sys.stdout``/``sys.stderr`` in the child: the ``stdio`` policy.
 
-A forked child's streams are copies of the parent's objects, with the
+A forked child's streams are copies of the parent's objects: with the
 parent's pending bytes in their buffers and, if a parent thread was writing
-at the moment of fork, a buffer lock that no thread will ever release. The
-``"reopen"`` mode drops those objects without flushing them: it closes their
-raw file objects (``closefd=False`` keeps fd 1 and 2 open) and puts fresh
-streams on the same descriptors. See ``docs/stdio.rst``.
+at the moment of fork, a buffer lock that no thread will ever release (the
+child's next write or flush then waits forever; the plain library's own
+exit flush does).
+
+*Re-arming* a stream fixes both without replacing it: the buffered object
+and the text wrapper over it are initialised again, in place, on the same
+raw file. Their constructors give the buffered object a fresh lock and an
+empty buffer and clear the wrapper's pending text, and flush nothing. The
+objects keep their identity, so every reference saved before the fork
+(a logging handler, structlog's or loguru's sink, a progress bar) keeps
+writing, in order, through them; no file descriptor is closed or opened.
+The dropped state is the parent's: it flushes its own copy.
+
+The text wrapper is re-initialised only for the interpreter's own streams,
+whose construction arguments are known; a stream the user installed keeps
+its wrapper (pending text there is flushed by the child, as plain).
+See ``docs/stdio.rst``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from safeproc._policy import StdioMode
 
-__all__ = ["flush_stdio", "prepare_stdio", "resolve_stdio_mode"]
+__all__ = ["flush_stdio", "prepare_stdio", "rearm_stream", "resolve_stdio_mode"]
 
-# The dropped streams stay referenced so that they are never deallocated (a
-# deallocation could try to flush).
-_dropped_streams: list[IO[str]] = []
+#: The names the interpreter gives the streams it creates.
+_INTERPRETER_STREAMS = frozenset({"<stdout>", "<stderr>"})
 
 
-def resolve_stdio_mode(mode: StdioMode, *, forked: bool, parent_threads: int) -> StdioMode:
-    """Turn ``"auto"`` into the mode this child uses."""
+def resolve_stdio_mode(mode: StdioMode, *, forked: bool) -> StdioMode:
+    """Turn ``"auto"`` into the mode this child uses.
+
+    Every forked child re-arms its streams (``"reopen"``), whatever threads
+    its parent happens to run, so the same program is handled the same way
+    in every child (a pool's first and replacement workers alike); where no
+    parent thread wrote at the fork, re-arming drops nothing (the launcher
+    flushed right before it). A spawned child flushes them at exit.
+    """
     if mode != "auto":
         return mode
-    return "reopen" if forked and parent_threads > 1 else "flush"
+    return "reopen" if forked else "flush"
 
 
-def prepare_stdio(mode: StdioMode) -> None:
+def prepare_stdio(mode: StdioMode, *, forked: bool) -> None:
     """Apply *mode* at child start (a resolved mode, never ``"auto"``)."""
+    if mode in ("reopen", "line") and forked:
+        for stream in _std_streams():
+            rearm_stream(stream)
     if mode == "line":
         for stream in (sys.stdout, sys.stderr):
             reconfigure = getattr(stream, "reconfigure", None)
             if reconfigure is not None:
-                reconfigure(line_buffering=True)
-    elif mode == "reopen":
-        _reopen("stdout")
-        _reopen("stderr")
+                # Closed or not a real stream: nothing to line-buffer.
+                with contextlib.suppress(ValueError, OSError, AttributeError):
+                    reconfigure(line_buffering=True)
+
+
+def _std_streams() -> list[Any]:
+    streams: list[Any] = []
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None and all(stream is not s for s in streams):
+            streams.append(stream)
+    return streams
+
+
+def rearm_stream(stream: Any) -> bool:  # noqa: ANN401 - any object sys.stdout may be
+    """Re-initialise *stream*'s buffer (and wrapper) in place; return whether it did.
+
+    Only exact :class:`io.TextIOWrapper` over :class:`io.BufferedWriter` or
+    :class:`io.BufferedRandom` objects: anything else is left alone.
+    """
+    if type(stream) is not io.TextIOWrapper:
+        return False
+    try:
+        buffer: Any = stream.buffer
+        raw = getattr(buffer, "raw", None)
+        if type(buffer) not in (io.BufferedWriter, io.BufferedRandom) or raw is None:
+            return False  # python -u (no buffer, so no lock), or a custom layer
+        # The constructor takes the buffer size it had: sizeof counts it.
+        size = buffer.__sizeof__() - type(buffer).__basicsize__
+        type(buffer).__init__(buffer, raw, size if size > 0 else io.DEFAULT_BUFFER_SIZE)
+        if stream.name in _INTERPRETER_STREAMS:
+            io.TextIOWrapper.__init__(
+                stream,
+                buffer,
+                encoding=stream.encoding,
+                errors=stream.errors,
+                newline="\n",  # what the interpreter gives its streams on POSIX
+                line_buffering=stream.line_buffering,
+                write_through=stream.write_through,
+            )
+    except (AttributeError, ValueError, OSError, TypeError):
+        return False  # closed or detached: there is nothing to re-arm
+    return True
 
 
 def flush_stdio(mode: StdioMode) -> None:
@@ -51,52 +112,7 @@ def flush_stdio(mode: StdioMode) -> None:
         try:
             if stream is not None:
                 stream.flush()
-        except (AttributeError, ValueError, OSError):
-            # Same tolerance as multiprocessing.util._flush_std_streams: a
-            # closed or replaced stream has nothing of ours to flush.
+        except (AttributeError, ValueError, OSError, RuntimeError):
+            # Same tolerance as multiprocessing.util._flush_std_streams (and
+            # "reentrant call": a signal handler interrupted a write to it).
             pass
-
-
-def _reopen(name: str) -> None:
-    old: Any = getattr(sys, name)
-    if not isinstance(old, io.TextIOWrapper):
-        return  # replaced by the user (a StringIO, a capture): leave it be
-    try:
-        fd = old.fileno()
-    except (OSError, ValueError):
-        return
-    binary: Any = old.buffer
-    unbuffered = isinstance(binary, io.RawIOBase)  # python -u
-    raw: Any = binary if unbuffered else binary.raw
-    new_binary: Any = (
-        io.FileIO(fd, "w", closefd=False)
-        if unbuffered
-        else io.BufferedWriter(io.FileIO(fd, "w", closefd=False))
-    )
-    new = io.TextIOWrapper(
-        new_binary,
-        encoding=old.encoding,
-        errors=old.errors,
-        line_buffering=old.line_buffering,
-        write_through=old.write_through,
-    )
-    # Closing only the raw layer neither flushes nor takes the buffer lock.
-    raw.close()
-    _dropped_streams.append(old)
-    setattr(sys, name, new)
-    if getattr(sys, f"__{name}__") is old:
-        setattr(sys, f"__{name}__", new)
-    _repoint_logging_handlers(old, new)
-
-
-def _repoint_logging_handlers(old: object, new: object) -> None:
-    logging = sys.modules.get("logging")
-    if logging is None:
-        return
-    with logging._lock:  # guards _handlerList on 3.9 to 3.13
-        refs = list(logging._handlerList)
-    for ref in refs:
-        handler = ref()
-        if handler is not None and getattr(handler, "stream", None) is old:
-            # Plain assignment: setStream() would flush the old stream.
-            handler.stream = new

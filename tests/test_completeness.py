@@ -371,8 +371,10 @@ def test_parent_writer_thread_never_hangs_or_duplicates(run_script: RunScript) -
     assert len(parent) == len(set(parent)), "a parent line was written twice"
 
 
-def test_report_is_delivered_with_counts_times_and_errors(run_script: RunScript) -> None:
-    """report=True: after join() the parent reads what each step did."""
+def test_report_is_delivered_with_counts_times_and_errors(
+    run_script: RunScript, start_method: str
+) -> None:
+    """report=True: after join() the parent reads what each step did, in order."""
     run = run_script(
         """
         class Cycle:
@@ -406,10 +408,10 @@ def test_report_is_delivered_with_counts_times_and_errors(run_script: RunScript)
     assert marks["errors"] == "1 True", run.explain()
     assert marks["seconds"] == "True True", run.explain()
     assert marks["pid"] == "True", run.explain()
-    steps = marks["steps"].split(",")
-    assert steps[:2] == ["start", "threads"], run.explain()
-    assert "atexit" in steps, run.explain()
-    assert steps[-1] == "stdio", run.explain()
+    expected = ["start", "atexit", "backends", "finalizers", "gc", "logging", "files", "stdio"]
+    if start_method == "spawn":
+        expected.remove("backends")  # nothing is inherited
+    assert marks["steps"].split(",") == expected, run.explain()
 
 
 def test_report_delivery_never_blocks_when_the_parent_is_gone(run_script: RunScript) -> None:
@@ -491,3 +493,33 @@ def test_opentelemetry_batch_spans_are_not_lost(run_script: RunScript, in_pool: 
     else:
         assert sorted(m.split()[1] for m in spans) == [f"s{i}" for i in range(5)], run.explain()
         assert run.marks[-1] == "exitcode 0", run.explain()
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_report_says_what_ended_the_child(run_script: RunScript) -> None:
+    """An atexit handler calling ``os._exit(3)``: exit code 3, the atexit
+    step interrupted, and no deadline expired (it did not). Report files
+    do not accumulate in the parent's report directory."""
+    run = run_script(
+        """
+import glob, tempfile
+
+def child():
+    atexit.register(os._exit, 3)
+
+if __name__ == "__main__":
+    os.mkdir("tmp")
+    tempfile.tempdir = os.path.abspath("tmp")  # the report directory goes here
+    for _ in range(3):
+        p = ctx().Process(target=child, cleanup=safe_mp.CleanupPolicy(report=True))
+        p.start()
+        p.join(30)
+        r = p.cleanup_report
+        mark("report", p.exitcode, r.exitcode, r.deadline_expired, r.interrupted_step, r.hung_step)
+    dirs = glob.glob(os.path.join("tmp", "safeproc-reports-*"))
+    mark("dirs", len(dirs), "files-left", sum(len(os.listdir(d)) for d in dirs))
+"""
+    )
+    assert run.marks == ["report 3 3 False atexit None"] * 3 + ["dirs 1 files-left 0"], (
+        run.explain()
+    )

@@ -1,8 +1,17 @@
-"""The cleanup deadline always wins: a hung cleanup step never hangs join()."""
+"""The cleanup deadline bounds what safeproc adds, and only that.
+
+When it expires, cleanup stops and the child ends the way the plain library
+would have ended it (the plain exit code), with the report and stderr saying
+where it was. Only a child that cannot run Python any more (a C call that
+holds the GIL) is ended by ``SIGALRM``. The plain library's own exit work
+(joining non-daemon threads, multiprocessing's finalizers, and from 3.13 the
+atexit handlers its launchers run) is never bounded: it runs as plain.
+"""
 
 from __future__ import annotations
 
 import signal
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,6 +26,12 @@ HANGS = {
     "c-call": "sum(range(10**13))",
 }
 
+#: From 3.13 the plain launcher runs the child's atexit handlers itself:
+#: they are the plain library's work there, and unbounded, as plain.
+ATEXIT_IS_SAFEPROCS = sys.version_info < (3, 13)
+#: Where a hang sits in a step safeproc adds, on this version.
+BOUNDED_PLACES = ["del"] + (["atexit"] if ATEXIT_IS_SAFEPROCS else [])
+
 SCENARIO = """
 import threading
 
@@ -29,9 +44,6 @@ class Cycle:
     def __del__(self):
         hang()
 
-class Target:
-    pass
-
 def child():
     # Garbage is collected by cleanup, never by an allocation count that
     # happens to be reached earlier (a normal program could, too).
@@ -39,14 +51,8 @@ def child():
     where = {where!r}
     if where == "atexit":
         atexit.register(hang)
-    elif where == "finalizer":
-        global t
-        t = Target()
-        weakref.finalize(t, hang)
     elif where == "del":
         Cycle()
-    elif where == "thread":
-        threading.Thread(target=hang).start()
     mark("target-done")
 
 if __name__ == "__main__":
@@ -63,67 +69,57 @@ if __name__ == "__main__":
     mark("report", report.deadline_expired, report.hung_step)
 """
 
-STEP_FUNCTIONS = {
+STEPS = {
     "atexit": ("run_child_atexit", "atexit"),
-    "finalizer": ("run_child_atexit", "atexit"),  # weakref's hook runs in atexit
     "del": ("collect_child_garbage", "gc"),
-    "thread": ("_shutdown", "threads"),  # threading's join of non-daemon threads
 }
 
 
-def _check_deadline_run(run: Run, where: str, start_method: str) -> None:
+def _check_deadline_run(run: Run, where: str, hang: str) -> None:
     marks = run.marks
     explain = run.explain()
     assert marks[0] == "target-done", explain
-    assert marks[1] == f"exitcode {-signal.SIGALRM}", explain
-    # The deadline is 0.5 s; anything near the 60 s join timeout is a hang.
+    function, step = STEPS[where]
+    if hang == "c-call":
+        # Python cannot run: the deadline's last tick ends the child.
+        assert marks[1] == f"exitcode {-signal.SIGALRM}", explain
+    else:
+        # The plain library's exit code; the stderr says why cleanup stopped.
+        assert marks[1] == "exitcode 0", explain
+        stderr = run.stderr
+        assert "safeproc: the cleanup deadline of 0.5 s expired" in stderr, explain
+        assert f"during step {step!r}; cleanup stopped, exiting with code 0" in stderr, explain
+        assert "most recent call first" in stderr, explain
+        assert f"in {function}" in stderr, explain
+        assert "in hang" in stderr, explain
+    # The deadline is 0.5 s (and 1 s of grace); anything near the 60 s join
+    # timeout is a hang.
     assert float(marks[2].split()[1]) < 10, explain
-    function: str = STEP_FUNCTIONS[where][0]
-    step: str | None = STEP_FUNCTIONS[where][1]
-    if where == "del" and start_method == "spawn":
-        # A spawned child's garbage is collected whenever the interpreter's
-        # own gc runs (during any step, or its exit): the deadline still wins.
-        function, step = "hang", None
-        assert marks[3].startswith("report True "), explain
-    stderr = run.stderr
-    assert "most recent call first" in stderr, explain
-    assert f"in {function}" in stderr, explain
-    assert "in hang" in stderr, explain
-    if step is not None:
-        assert marks[3] == f"report True {step}", explain
+    assert marks[3] == f"report True {step}", explain
 
 
 @pytest.mark.parametrize("hang", list(HANGS))
-@pytest.mark.parametrize("where", ["atexit", "del"])
+@pytest.mark.parametrize("where", BOUNDED_PLACES)
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
 def test_hung_cleanup_step_is_ended_by_the_deadline(
-    run_script: RunScript, hang: str, where: str, start_method: str
+    run_script: RunScript, hang: str, where: str
 ) -> None:
-    """A hung atexit handler or __del__ (Python loop, sleep, GIL-holding C
-    call) ends the child by SIGALRM at the deadline, with a traceback."""
+    """A hung step safeproc adds (atexit handlers up to 3.12, garbage)
+    stops at the deadline: plain exit code, or SIGALRM if Python cannot run.
+
+    (A spawned child's own interpreter exit runs these, as plain: unbounded.)
+    """
     run = run_script(SCENARIO.format(hang=HANGS[hang], where=where, parent_setup="pass"))
-    _check_deadline_run(run, where, start_method)
-
-
-@pytest.mark.parametrize("where", ["finalizer", "thread"])
-def test_hung_finalizer_and_thread_join_are_covered(
-    run_script: RunScript, where: str, start_method: str
-) -> None:
-    """A hung weakref.finalize callback and a non-daemon thread that never
-    ends are bounded by the same deadline."""
-    run = run_script(SCENARIO.format(hang=HANGS["sleep"], where=where, parent_setup="pass"))
-    _check_deadline_run(run, where, start_method)
+    _check_deadline_run(run, where, hang)
 
 
 @pytest.mark.parametrize("start_method", ["fork"])
-def test_lock_held_by_a_thread_that_did_not_survive_fork(
-    run_script: RunScript, start_method: str
-) -> None:
-    """An atexit handler waiting on a lock a parent thread held at fork is
-    ended by the deadline."""
+def test_lock_held_by_a_thread_that_did_not_survive_fork(run_script: RunScript) -> None:
+    """A __del__ waiting on a lock a parent thread held at fork is ended by the deadline."""
     run = run_script(
         SCENARIO.format(
             hang="held.acquire()",
-            where="atexit",
+            where="del",
             parent_setup=(
                 "held = threading.Lock()\n"
                 "    got = threading.Event()\n"
@@ -134,22 +130,79 @@ def test_lock_held_by_a_thread_that_did_not_survive_fork(
             ),
         ).replace("def hang():", "held = None\ndef hang():")
     )
-    _check_deadline_run(run, "atexit", start_method)
+    _check_deadline_run(run, "del", "lock")
 
 
-def test_deadline_wins_when_the_parent_armed_faulthandler(
-    run_script: RunScript, start_method: str
-) -> None:
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_deadline_wins_when_the_parent_armed_faulthandler(run_script: RunScript) -> None:
     """A faulthandler.dump_traceback_later the parent had pending at fork
     does not stop the deadline (its inherited watchdog lock would)."""
     run = run_script(
         SCENARIO.format(
             hang=HANGS["sleep"],
-            where="atexit",
+            where="del",
             parent_setup="import faulthandler; faulthandler.dump_traceback_later(300)",
         )
     )
-    _check_deadline_run(run, "atexit", start_method)
+    _check_deadline_run(run, "del", "sleep")
+
+
+PLAIN_EXIT_WORK = """
+import threading
+
+def worker():
+    time.sleep(1.5)
+    mark("thread-done")
+
+def child():
+    atexit.register(mark, "atexit-done")
+    threading.Thread(target=worker).start()  # non-daemon: joined at exit
+
+if __name__ == "__main__":
+    kwargs = {} if mp is plain_mp else {"cleanup": safe_mp.CleanupPolicy(timeout=0.3)}
+    p = ctx().Process(target=child, **kwargs)
+    p.start()
+    p.join(60)
+    mark("exitcode", p.exitcode)
+"""
+
+
+def test_plain_exit_work_is_never_bounded(run_script: RunScript) -> None:
+    """A non-daemon thread that outlives the deadline is joined as plain:
+    same exit code, its work done; then the child's atexit handler runs."""
+    plain = run_script(PLAIN_EXIT_WORK, plain=True)
+    safe = run_script(PLAIN_EXIT_WORK)
+    assert plain.marks[0] == "thread-done", plain.explain()
+    assert plain.marks[-1] == "exitcode 0", plain.explain()
+    # Cleanup adds only the atexit handler, after the thread (as a normal exit).
+    expected = [m for m in plain.marks if m != "atexit-done"]
+    assert [m for m in safe.marks if m != "atexit-done"] == expected, safe.explain()
+    assert safe.marks.index("atexit-done") > safe.marks.index("thread-done"), safe.explain()
+    assert "deadline" not in safe.stderr, safe.explain()
+
+
+def test_slow_atexit_handler_ends_as_plain(run_script: RunScript, start_method: str) -> None:
+    """A slow atexit handler: a spawned child, and from 3.13 every plain
+    child, runs it, and so does safeproc, unbounded; before 3.13 a forked
+    plain child never runs it and safeproc's deadline stops it. Either way
+    the safe child ends exactly as the plain one."""
+    body = """
+    def child():
+        atexit.register(mark, "slow-atexit-done")
+        atexit.register(time.sleep, 1.0)
+
+    if __name__ == "__main__":
+        kwargs = {} if mp is plain_mp else {"cleanup": safe_mp.CleanupPolicy(timeout=0.3)}
+        p = ctx().Process(target=child, **kwargs)
+        p.start()
+        p.join(60)
+        mark("exitcode", p.exitcode)
+    """
+    plain = run_script(body, plain=True)
+    safe = run_script(body)
+    ran = ["slow-atexit-done"] if start_method == "spawn" or not ATEXIT_IS_SAFEPROCS else []
+    assert plain.marks == [*ran, "exitcode 0"], plain.explain()
+    assert safe.marks == plain.marks, safe.explain()
 
 
 def test_no_deadline_lets_slow_cleanup_finish(run_script: RunScript) -> None:

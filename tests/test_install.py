@@ -206,25 +206,30 @@ if __name__ == "__main__":
 
 def test_install_policy_reaches_every_child(run_script: RunScript) -> None:
     """The policy given to install() governs plain children of every start
-    method: a short deadline ends a hung atexit handler by SIGALRM."""
+    method: with ``sigterm="cleanup"`` terminate() runs the child's atexit
+    handler before it dies by SIGTERM (plain: it just dies)."""
     run = run_script(
         """
-import signal
-
-def child():
-    atexit.register(time.sleep, 60)
+def child(ready):
+    atexit.register(mark, "atexit-ran")
+    ready.set()
+    time.sleep(60)
 
 if __name__ == "__main__":
-    safe_mp.install(safe_mp.CleanupPolicy(timeout=0.5))
-    p = plain_mp.get_context(METHOD).Process(target=child)
+    safe_mp.install(safe_mp.CleanupPolicy(sigterm="cleanup"))
+    c = plain_mp.get_context(METHOD)
+    ready = c.Event()
+    p = c.Process(target=child, args=(ready,))
     started = time.monotonic()
     p.start()
+    ready.wait(30)
+    p.terminate()
     p.join(30)
     mark(p.exitcode, time.monotonic() - started < 20)
 """,
     )
     assert run.returncode == 0, run.explain()
-    assert run.marks == [f"{-14} True"], run.explain()
+    assert run.marks == ["atexit-ran", f"{-15} True"], run.explain()
 
 
 @pytest.mark.parametrize("backend", ["stdlib"])
@@ -302,22 +307,29 @@ if __name__ == '__main__':
 
 
 def test_run_cleanup_option_sets_the_policy(run_script: RunScript) -> None:
-    """``--cleanup timeout=0.5`` reaches the children of every start method."""
+    """``--cleanup sigterm=cleanup`` reaches the children of every start
+    method: terminate() runs the child's atexit handler first."""
     run = run_script(
         """
-def child():
-    atexit.register(time.sleep, 60)
+def child(ready):
+    atexit.register(mark, "atexit-ran")
+    ready.set()
+    time.sleep(60)
 
 if __name__ == "__main__":
-    p = plain_mp.get_context(METHOD).Process(target=child)
+    c = plain_mp.get_context(METHOD)
+    ready = c.Event()
+    p = c.Process(target=child, args=(ready,))
     p.start()
+    ready.wait(30)
+    p.terminate()
     p.join(30)
     mark(p.exitcode)
 """,
-        args=(*RUN, "--cleanup", "timeout=0.5,stdio=flush"),
+        args=(*RUN, "--cleanup", "timeout=0.5,sigterm=cleanup,stdio=flush"),
     )
     assert run.returncode == 0, run.explain()
-    assert run.marks == ["-14"], run.explain()
+    assert run.marks == ["atexit-ran", "-15"], run.explain()
 
 
 # -- run: parity with plain python, observed as a whole program ---------------
@@ -463,3 +475,30 @@ def test_run_directory_and_zip_like_python(tmp_path: Path, kind: str) -> None:
         plain.stdout,
         plain.stderr,
     )
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_install_sigterm_cleanup_escalates_a_child_stuck_in_c(run_script: RunScript) -> None:
+    """install(sigterm="cleanup"): terminate() of a plain child stuck in a C
+    call ends it by SIGTERM soon after the deadline, as SafeProcess does."""
+    run = run_script(
+        """
+def child(ready):
+    ready.set()
+    sum(range(10**13))  # holds the GIL: the handler never runs
+
+if __name__ == "__main__":
+    safe_mp.install(safe_mp.CleanupPolicy(sigterm="cleanup", timeout=0.5))
+    c = plain_mp.get_context(METHOD)
+    ready = c.Event()
+    p = c.Process(target=child, args=(ready,))
+    p.start()
+    ready.wait(30)
+    time.sleep(0.2)
+    started = time.monotonic()
+    p.terminate()
+    p.join(30)
+    mark(p.exitcode, time.monotonic() - started < 5)
+""",
+    )
+    assert run.marks == [f"{-15} True"], run.explain()

@@ -1,0 +1,234 @@
+"""What a normal interpreter exit does to the objects a forked child made.
+
+A normal exit collects cyclic garbage, then tears the modules down: every
+module global is released, so objects with ``__del__`` run it, archives and
+compressed streams write their trailers, temporary files are removed, a
+database connection rolls its open transaction back, and buffered files are
+flushed and closed. A forked child's inherited heap is frozen, so
+:func:`gc.get_objects` lists only what the child made: this module does the
+same to those objects, and only to them.
+
+Never to inherited objects, and never to an object only because it is
+reachable from an inherited one: a child-made object held by an inherited
+container (other than a module's globals) is flushed if it is a file, and
+otherwise left as the plain library leaves it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import gc
+import io
+import sys
+import types
+from typing import Any
+
+from safeproc._errors import report_unraisable
+
+__all__ = ["close_child_closables", "flush_child_files", "release_child_globals"]
+
+#: Objects a normal exit finalizes with effects beyond freeing memory, and
+#: that closing finalizes the same way: (module, class) pairs, looked up only
+#: where the module is imported.
+_CLOSE_AT_EXIT = (
+    ("gzip", "GzipFile"),
+    ("bz2", "BZ2File"),
+    ("lzma", "LZMAFile"),
+    ("compression.zstd", "ZstdFile"),
+    ("zipfile", "ZipFile"),
+    ("tarfile", "TarFile"),
+    ("tempfile", "_TemporaryFileWrapper"),
+    ("sqlite3", "Connection"),
+)
+
+
+def _std_stream_ids() -> set[int]:
+    streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__, sys.stdin, sys.__stdin__)
+    ids = {id(s) for s in streams}
+    ids |= {id(getattr(s, "buffer", None)) for s in streams}
+    ids |= {id(getattr(getattr(s, "buffer", None), "raw", None)) for s in streams}
+    ids.discard(id(None))
+    return ids
+
+
+def _has_python_del(cls: type) -> bool:
+    """Tell whether a class in *cls*'s MRO defines ``__del__`` in Python.
+
+    (C types expose their finalizers as ``__del__`` too: files, generators,
+    sockets. Those are not released here; files are closed or flushed by
+    their own step.)
+    """
+    return any(isinstance(vars(klass).get("__del__"), types.FunctionType) for klass in cls.__mro__)
+
+
+def release_child_globals() -> int:
+    """Release the module globals that hold child-made objects with ``__del__``.
+
+    As module teardown does: the binding goes, and the object is finalized if
+    nothing else holds it. Inherited bindings, modules, functions and
+    classes stay. Returns how many bindings were released.
+    """
+    candidates = _child_objects_with_del()
+    if not candidates:
+        return 0
+    skip = _std_stream_ids()
+    return sum(_release_from(ns, candidates, skip) for ns in _module_namespaces())
+
+
+def _module_namespaces() -> list[dict[str, Any]]:
+    """Return the global namespaces a normal exit tears down, newest module first.
+
+    The modules' dictionaries, and the one the main module's functions really
+    use: a spawned or forkserver child runs the main module with
+    :func:`runpy.run_path` and copies the result into a new module, so its
+    functions' globals are runpy's dictionary, in no module.
+    """
+    seen: set[int] = set()
+    namespaces: list[dict[str, Any]] = []
+
+    def add(namespace: object) -> None:
+        if isinstance(namespace, dict) and id(namespace) not in seen:
+            seen.add(id(namespace))
+            namespaces.append(namespace)
+
+    for module in reversed(list(sys.modules.values())):
+        if module is not None and module is not sys and module is not builtins:
+            add(getattr(module, "__dict__", None))
+    for name in ("__main__", "__mp_main__"):
+        for value in list(getattr(sys.modules.get(name), "__dict__", {}).values()):
+            if isinstance(value, types.FunctionType):
+                add(value.__globals__)
+    return namespaces
+
+
+def _child_objects_with_del() -> set[int]:
+    """Return the ids of child-made objects whose class has a Python ``__del__``."""
+    kinds: dict[type, bool] = {}
+    candidates: set[int] = set()
+    for obj in gc.get_objects():
+        cls = type(obj)
+        kind = kinds.get(cls)
+        if kind is None:
+            kind = kinds[cls] = not isinstance(obj, type) and _has_python_del(cls)
+        if kind:
+            candidates.add(id(obj))
+    # Only ids leave here: no strong reference of ours keeps them alive.
+    return candidates
+
+
+def _release_from(namespace: dict[str, Any], candidates: set[int], skip: set[int]) -> int:
+    released = 0
+    for name in list(namespace):
+        value = namespace.get(name)
+        value_id = id(value)
+        del value  # no reference of ours may keep it alive
+        if value_id not in candidates or value_id in skip:
+            continue
+        try:
+            del namespace[name]
+        except BaseException:  # noqa: BLE001 - its __del__ failed: reported as CPython does
+            report_unraisable("Exception ignored while releasing a module global", name)
+        released += 1
+    return released
+
+
+def _close_classes() -> tuple[type, ...]:
+    classes = []
+    for module_name, class_name in _CLOSE_AT_EXIT:
+        module = sys.modules.get(module_name)
+        cls = getattr(module, class_name, None)
+        if isinstance(cls, type):
+            classes.append(cls)
+    return tuple(classes)
+
+
+def close_child_closables() -> int:
+    """Close the child's archives, compressed streams, temporary files and database connections.
+
+    Outermost first (a tar archive before the gzip stream under it), as
+    reference counting orders it at a normal exit. Returns how many were
+    closed. Errors are reported as CPython reports errors in ``__del__``.
+    """
+    classes = _close_classes()
+    if not classes:
+        return 0
+    found = [obj for obj in gc.get_objects() if isinstance(obj, classes)]
+    closed = 0
+    for obj in _outermost_first(found):
+        if getattr(obj, "closed", False) is True:
+            continue
+        try:
+            obj.close()  # sqlite3 rolls an open transaction back, as on dealloc
+        except Exception:  # noqa: BLE001 - reported like CPython does
+            report_unraisable("Exception ignored while closing", obj)
+        closed += 1
+    return closed
+
+
+def _outermost_first(objects: list[Any]) -> list[Any]:
+    """Order *objects* so that each comes before the ones it holds (two levels deep)."""
+    ids = {id(o): o for o in objects}
+    inner: dict[int, set[int]] = {}
+    for obj in objects:
+        held: set[int] = set()
+        for ref in gc.get_referents(obj):
+            if id(ref) in ids:
+                held.add(id(ref))
+            elif isinstance(ref, (dict, list, tuple)):
+                held.update(id(r) for r in gc.get_referents(ref) if id(r) in ids)
+        held.discard(id(obj))
+        inner[id(obj)] = held
+    ordered: list[Any] = []
+    placed: set[int] = set()
+
+    def place(key: int, visiting: set[int]) -> None:
+        if key in placed or key in visiting:
+            return
+        visiting.add(key)
+        # Whoever holds this object goes first.
+        for other, held in inner.items():
+            if key in held:
+                place(other, visiting)
+        placed.add(key)
+        ordered.append(ids[key])
+
+    for obj in objects:
+        place(id(obj), set())
+    return ordered
+
+
+def flush_child_files() -> int:
+    """Flush buffered files the child opened and still holds; text layers first.
+
+    ``gc.get_objects()`` excludes the frozen (inherited) heap, so an
+    inherited file, whose buffer holds the parent's bytes, is never touched.
+    A flush that fails is silent, as a normal exit's implicit close is
+    outside development mode (``-X dev``).
+    """
+    std = _std_stream_ids()
+    text: list[Any] = []
+    binary: list[Any] = []
+    for obj in gc.get_objects():
+        if isinstance(obj, io.TextIOWrapper):
+            text.append(obj)
+        elif isinstance(obj, (io.BufferedWriter, io.BufferedRandom)):
+            binary.append(obj)
+    return sum(_flush_one(f) for f in (*text, *binary) if id(f) not in std)
+
+
+def _flush_one(f: Any) -> int:  # noqa: ANN401 - a buffered or text file
+    """Flush *f* if it is open for writing; return 1 if it was flushed."""
+    try:
+        if f.closed or not f.writable():
+            return 0
+    except ValueError:
+        return 0  # still being constructed (a signal interrupted open())
+    try:
+        f.flush()
+    except RuntimeError:
+        return 0  # "reentrant call": a signal interrupted a write to it
+    except (OSError, ValueError):
+        if sys.flags.dev_mode:
+            report_unraisable("Exception ignored while flushing file", f)
+        return 0
+    return 1
