@@ -1,0 +1,443 @@
+"""Never worse than plain: the same program, run plain and under safeproc.
+
+Each scenario is an ordinary multiprocessing program. It runs twice, once
+with the plain library and once with safeproc's drop-in import (under a
+short cleanup deadline, so that anything the deadline could cut is cut),
+and the safe run must give the same exit codes, the same data and no new
+leftovers: only cleanup may be added.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Run, RunScript
+
+#: A deadline far shorter than the plain library's own exit work below.
+SHORT_DEADLINE = """
+if mp is safe_mp:
+    safe_mp.set_default_cleanup(safe_mp.CleanupPolicy(timeout=0.3))
+"""
+
+
+def _both(run_script: RunScript, body: str, **kwargs: object) -> tuple[Run, Run]:
+    plain = run_script(SHORT_DEADLINE + body, plain=True, **kwargs)
+    safe = run_script(SHORT_DEADLINE + body, **kwargs)
+    return plain, safe
+
+
+def _assert_same(plain: Run, safe: Run) -> None:
+    assert plain.returncode == 0, plain.explain()
+    assert safe.returncode == plain.returncode, safe.explain()
+    assert safe.marks == plain.marks, f"plain:\n{plain.explain()}\nsafe:\n{safe.explain()}"
+    assert "deadline" not in safe.stderr, safe.explain()
+
+
+QUEUE_SLOW_READER = """
+def produce(q):
+    for i in range(100):
+        q.put(bytes([i % 256]) * (256 * 1024))
+
+if __name__ == "__main__":
+    q = ctx().Queue()
+    p = ctx().Process(target=produce, args=(q,))
+    p.start()
+    got = []
+    for _ in range(100):
+        item = q.get(timeout=30)
+        got.append((len(item), item[0]))
+        time.sleep(0.01)  # a slow reader: the feeder thread flushes at exit
+    p.join(30)
+    mark("items", len(got), all(n == 256 * 1024 and b == i % 256 for i, (n, b) in enumerate(got)))
+    mark("exitcode", p.exitcode)
+"""
+
+
+def test_queue_producer_with_a_slow_reader(run_script: RunScript) -> None:
+    """100 items of 256 KiB to a slow reader: the feeder thread's flush at
+    exit is the plain library's work; every item arrives, exit code 0."""
+    plain, safe = _both(run_script, QUEUE_SLOW_READER)
+    assert plain.marks == ["items 100 True", "exitcode 0"], plain.explain()
+    _assert_same(plain, safe)
+
+
+GRANDCHILD = """
+def grandchild():
+    time.sleep(1.0)
+    mark("grandchild-done")
+
+def child():
+    ctx().Process(target=grandchild).start()  # non-daemon: joined at exit
+    mark("child-returned")
+
+if __name__ == "__main__":
+    p = ctx().Process(target=child)
+    p.start()
+    p.join(30)
+    mark("exitcode", p.exitcode)
+"""
+
+
+def test_non_daemon_grandchild_is_joined(run_script: RunScript) -> None:
+    """A non-daemon grandchild that outlives the deadline is joined as
+    plain: it finishes, nothing is orphaned."""
+    plain, safe = _both(run_script, GRANDCHILD)
+    assert plain.marks == ["child-returned", "grandchild-done", "exitcode 0"], plain.explain()
+    _assert_same(plain, safe)
+
+
+#: A parent thread alive at every fork: before, this switched stdio handling.
+PARENT_THREAD = """
+import threading
+threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+"""
+
+USER_STDOUT = (
+    PARENT_THREAD
+    + """
+def child():
+    print("from-child")
+    sys.stdout.flush()
+    mark("child-printed")
+
+if __name__ == "__main__":
+    sys.stdout = open("log.txt", "w")
+    p = ctx().Process(target=child)
+    p.start()
+    p.join(30)
+    sys.stdout.flush()
+    mark("exitcode", p.exitcode)
+    mark("log", open("log.txt").read().split())
+"""
+)
+
+
+def test_user_replaced_stdout_keeps_working(run_script: RunScript, start_method: str) -> None:
+    """The parent set ``sys.stdout = open(...)``: the child prints to it as plain."""
+    plain, safe = _both(run_script, USER_STDOUT)
+    # Only a forked child inherits the replaced stream.
+    log = "['from-child']" if start_method == "fork" else "[]"
+    assert plain.marks == ["child-printed", "exitcode 0", f"log {log}"], plain.explain()
+    _assert_same(plain, safe)
+
+
+SAVED_STREAMS = (
+    PARENT_THREAD
+    + """
+import logging
+
+saved_err = sys.stderr
+saved_out = sys.stdout
+
+class Sink:  # as structlog's PrintLogger or loguru's default sink keep it
+    def __init__(self, file):
+        self.file = file
+    def msg(self, text):
+        print(text, file=self.file, flush=True)
+
+sink = Sink(sys.stderr)
+logging.basicConfig(stream=sys.stderr, format="%(message)s")
+
+def child():
+    saved_err.write("saved-err\\n")
+    saved_err.flush()
+    saved_out.write("saved-out\\n")
+    sink.msg("sink")
+    logging.getLogger().warning("logged")
+    mark("child-wrote")
+
+if __name__ == "__main__":
+    for _ in range(3):  # and the same again for later children
+        p = ctx().Process(target=child)
+        p.start()
+        p.join(30)
+        mark("exitcode", p.exitcode)
+"""
+)
+
+
+def test_saved_stream_references_keep_working(run_script: RunScript) -> None:
+    """References to sys.stderr/sys.stdout saved before the fork (a sink, a
+    logging handler) write in the child as plain, for every child."""
+    plain, safe = _both(run_script, SAVED_STREAMS)
+    assert plain.marks == ["child-wrote", "exitcode 0"] * 3, plain.explain()
+    _assert_same(plain, safe)
+    for run in (plain, safe):
+        assert run.stderr.split().count("saved-err") == 3, run.explain()
+        assert run.stderr.split().count("sink") == 3, run.explain()
+        assert run.stderr.split().count("logged") == 3, run.explain()
+        assert run.stdout.split().count("saved-out") == 3, run.explain()
+
+
+NO_THREAD_LEFT = """
+import threading, warnings
+
+def sleeper():
+    time.sleep(60)
+
+def quick():
+    pass
+
+if __name__ == "__main__":
+    p = ctx().Process(target=sleeper)
+    p.start()
+    time.sleep(0.2)
+    p.terminate()
+    p.join(30)
+    mark("terminated", p.exitcode)
+    time.sleep(0.2)
+    mark("threads", threading.active_count())
+    q = ctx().Process(target=quick)  # -W error: a multi-threaded fork warning is fatal
+    q.start()
+    q.join(30)
+    mark("exitcode", q.exitcode)
+"""
+
+
+def test_terminate_leaves_no_thread_in_the_parent(run_script: RunScript) -> None:
+    """After terminate() the parent has no extra thread: a later fork under
+    ``-W error`` works as plain."""
+    plain, safe = _both(run_script, NO_THREAD_LEFT, args=("-W", "error"))
+    assert plain.marks == ["terminated -15", "threads 1", "exitcode 0"], plain.explain()
+    _assert_same(plain, safe)
+
+
+POOL_RECYCLING = """
+import resource, threading
+
+def task(x):
+    return x * 2
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+    pool = ctx().Pool(2, maxtasksperchild=1)
+    before = fds()
+    assert pool.map(task, range({tasks}), chunksize=1) == [x * 2 for x in range({tasks})]
+    during = fds()
+    pool.close()
+    pool.join()
+    mark("fds-growth", max(0, during - before) <= 4)
+    mark("threads", threading.active_count())
+    mark("after", fds())
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork"])
+@pytest.mark.timeout(300)
+def test_pool_recycling_holds_no_per_worker_resources(run_script: RunScript) -> None:
+    """2,000 recycled workers under ``ulimit -n 128``: the pool finishes,
+    the parent's fds and threads stay flat, as plain."""
+    plain, safe = _both(run_script, POOL_RECYCLING.format(tasks=2000), timeout=120)
+    assert plain.marks[:2] == ["fds-growth True", "threads 1"], plain.explain()
+    _assert_same(plain, safe)
+
+
+PLAIN_FORKSERVER_CHILD = """
+class Obj:
+    pass
+
+# Module level: runs in the parent, in the forkserver's import of the main
+# module, and in each forkserver child's own import of it.
+module_obj = Obj()
+weakref.finalize(module_obj, mark, "module-finalizer", os.getpid())
+
+def noop():
+    pass
+
+def child():
+    global child_obj
+    child_obj = Obj()
+    weakref.finalize(child_obj, mark, "child-finalizer", os.getpid())
+    mark("plain-child", os.getpid())
+
+if __name__ == "__main__":
+    if mp is safe_mp:
+        # A safe child first: safeproc is in the shared server from now on.
+        p = safe_mp.get_context("forkserver").Process(target=noop)
+        p.start()
+        p.join(30)
+    p = plain_mp.get_context("forkserver").Process(target=child)
+    p.start()
+    p.join(30)
+    mark("exitcode", p.exitcode, p.pid)
+"""
+
+
+def _marks_of(run: Run, pid: str) -> list[str]:
+    return [" ".join(m.split()[:-1]) for m in run.marks if m.split()[-1] == pid]
+
+
+@pytest.mark.parametrize("start_method", ["forkserver"])
+def test_plain_forkserver_child_is_untouched_by_safeproc(run_script: RunScript) -> None:
+    """A plain child of a forkserver safeproc also uses runs exactly as
+    without safeproc: none of the server's finalizers, no other change."""
+    plain, safe = _both(run_script, PLAIN_FORKSERVER_CHILD)
+    pids = []
+    for run in (plain, safe):
+        exits = [m.split() for m in run.marks if m.startswith("exitcode")]
+        assert [e[:2] for e in exits] == [["exitcode", "0"]], run.explain()
+        pids.append(exits[0][2])
+    assert "plain-child" in _marks_of(plain, pids[0]), plain.explain()
+    assert _marks_of(safe, pids[1]) == _marks_of(plain, pids[0]), safe.explain()
+
+
+USER_SIGTERM_HANDLER = """
+def handler(signum, frame):
+    mark("user-handler")
+    sys.exit(7)
+
+def child(ready):
+    ready.set()
+    time.sleep(60)
+
+if __name__ == "__main__":
+    if mp is safe_mp:
+        safe_mp.set_default_cleanup(safe_mp.CleanupPolicy(sigterm="cleanup"))
+    signal.signal(signal.SIGTERM, handler)  # inherited by the child
+    ready = ctx().Event()
+    p = ctx().Process(target=child, args=(ready,))
+    p.start()
+    ready.wait(30)
+    p.terminate()
+    p.join(30)
+    mark("exitcode", p.exitcode)
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_user_sigterm_handler_wins(run_script: RunScript) -> None:
+    """A SIGTERM handler the parent installed before the fork is the child's:
+    under ``sigterm="cleanup"`` it still decides the exit code, as plain."""
+    plain, safe = _both(run_script, USER_SIGTERM_HANDLER)
+    assert plain.marks[-1].startswith("exitcode"), plain.explain()
+    assert safe.marks == plain.marks, safe.explain()
+
+
+BASICCONFIG_FORCE = """
+import logging
+
+logging.basicConfig(level=logging.INFO)  # the parent's handler, inherited
+
+def child():
+    logging.basicConfig(
+        force=True, level=logging.INFO, handlers=[logging.FileHandler("child.log", mode="w")]
+    )
+    logging.getLogger().info("child-record")
+
+if __name__ == "__main__":
+    p = ctx().Process(target=child)
+    p.start()
+    p.join(30)
+    mark("exitcode", p.exitcode)
+    mark("log", open("child.log").read().split())
+"""
+
+
+def test_basicconfig_force_in_the_child(run_script: RunScript) -> None:
+    """``logging.basicConfig(force=True, handlers=...)`` in a child frees an
+    inherited handler: the record still reaches the file, no error."""
+    plain, safe = _both(run_script, BASICCONFIG_FORCE)
+    assert plain.marks == ["exitcode 0", "log ['INFO:root:child-record']"], plain.explain()
+    _assert_same(plain, safe)
+    assert "Exception" not in safe.stderr, safe.explain()
+
+
+CTRL_C_DURING_JOIN = """
+import threading
+
+def child(ready):
+    try:
+        ready.set()
+        time.sleep(30)
+    except KeyboardInterrupt:
+        pass
+
+if __name__ == "__main__":
+    ready = ctx().Event()
+    p = ctx().Process(target=child, args=(ready,))
+    p.start()
+    ready.wait(30)
+    threading.Timer(0.3, os.killpg, (0, signal.SIGINT)).start()
+    try:
+        p.join(30)
+        mark("joined")
+    except KeyboardInterrupt:
+        mark("interrupted")
+    p.join(30)
+    mark("exitcode", p.exitcode)
+"""
+
+
+def test_ctrl_c_during_join(run_script: RunScript) -> None:
+    """SIGINT to the process group during ``join()``: the parent gets
+    KeyboardInterrupt and the child ends, as plain."""
+    plain, safe = _both(run_script, CTRL_C_DURING_JOIN, timeout=60)
+    assert plain.marks[0] == "interrupted", plain.explain()
+    assert safe.marks == plain.marks, safe.explain()
+    assert safe.returncode == plain.returncode, safe.explain()
+
+
+DROPPED_POOL = """
+import threading
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    pool = ctx().Pool(2)
+    assert pool.map(square, range(10)) == [x * x for x in range(10)]
+    del pool  # never closed: collected, as plain
+    gc.collect()
+    deadline = time.monotonic() + 20
+    while (mp.active_children() or threading.active_count() > 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mark("children", len(mp.active_children()))
+    mark("threads", threading.active_count())
+"""
+
+
+def test_pool_dropped_without_close_ends_as_plain(run_script: RunScript) -> None:
+    """A pool dropped without close() is collected and ends its workers and
+    threads, without errors, as plain."""
+    plain, safe = _both(run_script, DROPPED_POOL)
+    assert plain.marks == ["children 0", "threads 1"], plain.explain()
+    _assert_same(plain, safe)
+    assert "Error" not in safe.stderr, safe.explain()
+
+
+MODULE_GLOBAL_DEL = """
+class Resource:
+    def __del__(self):
+        mark("del", os.getpid() == CHILD_PID[0] if CHILD_PID else "?")
+
+CHILD_PID = []
+
+def child():
+    global resource
+    CHILD_PID.append(os.getpid())
+    resource = Resource()  # a module global the child made
+
+if __name__ == "__main__":
+    p = ctx().Process(target=child)
+    p.start()
+    p.join(30)
+    mark("exitcode", p.exitcode)
+"""
+
+
+def test_child_module_global_is_finalized(run_script: RunScript, start_method: str) -> None:
+    """A module global with ``__del__`` the child made is finalized once in
+    a forked child (plain never does); a spawned child's own interpreter
+    exit tears its modules down exactly as plain."""
+    plain, safe = _both(run_script, MODULE_GLOBAL_DEL)
+    if start_method == "spawn":
+        assert safe.marks == plain.marks, safe.explain()
+    else:
+        assert plain.marks == ["exitcode 0"], plain.explain()
+        assert safe.marks == ["del True", "exitcode 0"], safe.explain()
