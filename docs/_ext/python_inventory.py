@@ -116,6 +116,7 @@ py:class logging.handlers.QueueHandler
 py:class logging.handlers.QueueListener
 py:class multiprocessing.Process
 py:method multiprocessing.Process.start
+py:method multiprocessing.Process.is_alive
 py:method multiprocessing.Process.join
 py:method multiprocessing.Process.terminate
 py:method multiprocessing.Process.kill

@@ -4,14 +4,15 @@ import atexit
 import os
 import sys
 import tempfile
+import time
 
 import safeproc.stdlib as mp
 
 
 def init(marks):
     # Where a real program sets up a telemetry exporter or a database client.
-    open(os.path.join(marks, f"started-{os.getpid()}"), "w").close()
     atexit.register(open, os.path.join(marks, f"finalized-{os.getpid()}"), "w")
+    open(os.path.join(marks, f"started-{os.getpid()}"), "w").close()
 
 
 def square(x):
@@ -34,5 +35,7 @@ if __name__ == "__main__":
             policy = mp.CleanupPolicy(sigterm="cleanup")
             with mp.Pool(2, initializer=init, initargs=(marks,), cleanup=policy) as pool:
                 print(pool.map(square, range(5)))
+                while count(marks, "started") < 2:  # both initializers done
+                    time.sleep(0.01)
         print("workers started:", count(marks, "started"))
         print("workers finalized:", count(marks, "finalized"))
