@@ -13,7 +13,7 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from conftest import RunScript
+    from conftest import Run, RunScript
 
 RUN = ("-m", "safeproc", "run")
 
@@ -502,3 +502,56 @@ if __name__ == "__main__":
 """,
     )
     assert run.marks == [f"{-15} True"], run.explain()
+
+
+MAIN_IMPORT_EVENTS = """
+import tempfile
+
+# Module level: runs in the parent and in every child that imports this
+# module itself (spawn; forkserver unless its server preloaded it).
+atexit.register(lambda: mark("module-atexit", os.getpid()))
+module_tmp = tempfile.TemporaryDirectory()
+mark("module-tmpdir", os.getpid(), module_tmp.name)
+
+def child():
+    mark("child", os.getpid())
+
+if __name__ == "__main__":
+    how = sys.argv[1]
+    if how == "install":
+        safe_mp.install()
+    c = (safe_mp if how == "safe" else plain_mp).get_context(METHOD)
+    p = c.Process(target=child)
+    p.start()
+    p.join(30)
+    mark("exitcode", p.exitcode)
+    child_pid = [m.split()[1] for m in open(MARK).read().splitlines() if m.startswith("child ")][0]
+    left = [
+        m.split()[2] for m in open(MARK).read().splitlines()
+        if m.startswith("module-tmpdir " + child_pid)
+    ]
+    mark("child-tmpdirs-left", sum(os.path.exists(t) for t in left))
+"""
+
+
+def _child_events(run: Run) -> list[str]:
+    child = next(m.split()[1] for m in run.marks if m.startswith("child "))
+    return sorted(m.split()[0] for m in run.marks if m.split()[1:2] == [child])
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_install_and_run_agree_with_safeprocess_on_the_main_import(
+    run_script: RunScript,
+) -> None:
+    """What a forkserver or spawned child's own import of the main module
+    creates (an atexit handler, a TemporaryDirectory) is the child's: it is
+    finalized the same way through SafeProcess, install() and ``run``."""
+    safe = run_script(MAIN_IMPORT_EVENTS, args_after=("safe",))
+    installed = run_script(MAIN_IMPORT_EVENTS, args_after=("install",))
+    ran = run_script(MAIN_IMPORT_EVENTS, args=RUN, args_after=("run",))
+    for run in (safe, installed, ran):
+        assert run.returncode == 0, run.explain()
+        assert "exitcode 0" in run.marks, run.explain()
+        assert "child-tmpdirs-left 0" in run.marks, run.explain()
+    assert _child_events(installed) == _child_events(safe), installed.explain()
+    assert _child_events(ran) == _child_events(safe), ran.explain()

@@ -441,3 +441,169 @@ def test_child_module_global_is_finalized(run_script: RunScript, start_method: s
     else:
         assert plain.marks == ["exitcode 0"], plain.explain()
         assert safe.marks == ["del True", "exitcode 0"], safe.explain()
+
+
+#: Ordinary programs whose plain run defines the answer: the safe run must
+#: leave the same marks (data delivered to the parent, exit codes).
+CORPUS = {
+    "joinable-queue": """
+def worker(q, out):
+    while True:
+        item = q.get()
+        if item is None:
+            q.task_done()
+            break
+        out.put(item * 2)
+        q.task_done()
+
+if __name__ == "__main__":
+    q, out = ctx().JoinableQueue(), ctx().Queue()
+    p = ctx().Process(target=worker, args=(q, out))
+    p.start()
+    for i in range(50):
+        q.put(i)
+    q.put(None)
+    q.join()
+    mark("sum", sum(out.get(timeout=30) for _ in range(50)))
+    p.join(30)
+    mark("exitcode", p.exitcode)
+""",
+    "pipe": """
+def send(conn):
+    for i in range(200):
+        conn.send(bytes(64 * 1024))
+    conn.send("done")
+    conn.close()
+
+if __name__ == "__main__":
+    here, there = ctx().Pipe()
+    p = ctx().Process(target=send, args=(there,))
+    p.start()
+    there.close()
+    n = 0
+    while here.recv() != "done":
+        n += 1
+    p.join(30)
+    mark("received", n, "exitcode", p.exitcode)
+""",
+    "manager-in-child": """
+def child(q):
+    with ctx().Manager() as m:
+        d = m.dict(a=1)
+        d["b"] = 2
+        q.put(sorted(d.items()))
+
+if __name__ == "__main__":
+    q = ctx().Queue()
+    p = ctx().Process(target=child, args=(q,))
+    p.start()
+    mark("items", q.get(timeout=30))
+    p.join(30)
+    mark("exitcode", p.exitcode)
+""",
+    "shared-memory-in-child": """
+import importlib
+
+shared_memory = importlib.import_module(plain_mp.__name__ + ".shared_memory")
+
+def child(q, ack):
+    shm = shared_memory.SharedMemory(create=True, size=16)
+    shm.buf[:5] = b"hello"
+    q.put(shm.name)
+    ack.wait(30)  # the parent has attached and read it
+    shm.close()
+    shm.unlink()
+
+if __name__ == "__main__":
+    q, ack = ctx().Queue(), ctx().Event()
+    p = ctx().Process(target=child, args=(q, ack))
+    p.start()
+    shm = shared_memory.SharedMemory(name=q.get(timeout=30))
+    mark("read", bytes(shm.buf[:5]))
+    shm.close()
+    ack.set()
+    p.join(30)
+    mark("exitcode", p.exitcode)
+""",
+    "exit-codes": """
+def ok():
+    pass
+
+def fails():
+    raise ValueError("boom")
+
+def exits():
+    sys.exit(3)
+
+def killed():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    for target in (ok, fails, exits, killed):
+        p = ctx().Process(target=target)
+        p.start()
+        p.join(30)
+        mark(target.__name__, p.exitcode)
+""",
+    "pool-map-and-executor": """
+import concurrent.futures
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    with ctx().Pool(2) as pool:
+        mark("pool", sum(pool.map(square, range(100))))
+    if BACKEND == "stdlib":  # the executor cannot pickle with dill's contexts
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx()) as ex:
+            mark("executor", sum(ex.map(square, range(100))))
+""",
+}
+
+
+@pytest.mark.parametrize("program", list(CORPUS))
+def test_corpus_program_runs_as_plain(run_script: RunScript, program: str) -> None:
+    """Each corpus program gives the same exit codes and data as plain."""
+    plain, safe = _both(run_script, CORPUS[program])
+    assert plain.marks, plain.explain()
+    _assert_same(plain, safe)
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+@pytest.mark.parametrize("program", ["exit-codes", "pool-map-and-executor", "pipe"])
+def test_corpus_under_warnings_as_errors(run_script: RunScript, program: str) -> None:
+    """Under ``-W error`` safeproc adds no warning a plain run does not raise."""
+    plain, safe = _both(run_script, CORPUS[program], args=("-W", "error"))
+    assert plain.marks, plain.explain()
+    _assert_same(plain, safe)
+
+
+CTRL_C_DURING_POOL_MAP = """
+import threading
+
+def slow(x):
+    time.sleep(0.2)
+    return x
+
+if __name__ == "__main__":
+    pool = ctx().Pool(2)
+    pool.map(slow, range(2))  # both workers up
+    threading.Timer(0.3, os.killpg, (0, signal.SIGINT)).start()
+    try:
+        pool.map(slow, range(200))
+        mark("finished")
+    except KeyboardInterrupt:
+        mark("interrupted")
+    pool.terminate()
+    pool.join()
+    mark("children", len(mp.active_children()))
+"""
+
+
+def test_ctrl_c_during_pool_map(run_script: RunScript) -> None:
+    """SIGINT to the process group during ``Pool.map``: KeyboardInterrupt in
+    the parent, terminate() ends every worker, as plain."""
+    plain, safe = _both(run_script, CTRL_C_DURING_POOL_MAP, timeout=90)
+    assert plain.marks == ["interrupted", "children 0"], plain.explain()
+    assert safe.marks == plain.marks, safe.explain()
+    assert safe.returncode == plain.returncode, safe.explain()
