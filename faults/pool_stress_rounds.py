@@ -107,6 +107,8 @@ def run_round(
         if moment == "while-idle":
             _wait_until(marks, number, "ready", 2)
             time.sleep(rng.uniform(0.0, 0.05))
+    # No worker ends before terminate() here (no maxtasksperchild): these are all.
+    started_workers = list(pool._pool)
     started = time.monotonic()
     pool.terminate()
     pool.join()
@@ -121,7 +123,7 @@ def run_round(
             "atexit": f"atexit {w.pid}" in lines,
             "report": _report(w),
         }
-        for w in pool._safeproc_workers
+        for w in started_workers
         if w.pid is not None
     ]
     return {"round": number, "moment": moment, "task": kind, "seconds": seconds, "workers": workers}
