@@ -1,6 +1,6 @@
 """Developer and CI sessions: ``nox -s tests lint mypy docs bench``.
 
-Python 3.9 to 3.13 live under pyenv on the project's machines, with only one
+Python 3.10 to 3.13 live under pyenv on the project's machines, with only one
 of them on PATH: every pyenv interpreter's ``bin`` is put on PATH here so nox
 finds ``python3.X`` for each version present. A version that is missing is
 reported and skipped (CI machines have all of them).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nox
 
-PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 ROOT = Path(__file__).parent
 
 nox.options.sessions = ["tests", "lint", "mypy", "docs"]

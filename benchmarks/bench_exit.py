@@ -38,7 +38,10 @@ import gc
 import os
 import tempfile
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: The inherited heap (built in each pyperf worker, see ``--heap``).
 HEAP: list[list[int]] = []

@@ -61,7 +61,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import multiprocess
 
@@ -69,7 +69,7 @@ import safeproc
 import safeproc.stdlib
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["run_bench", "run_worker"]
 
@@ -1177,9 +1177,9 @@ def _spread_ms(stats: dict[str, Any]) -> str:
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False))]
     lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)
+    lines.extend("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=False)) for row in rows)
     return "\n".join(lines)
 
 

@@ -54,7 +54,8 @@ import os
 import sys
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from safeproc import _compat, _forks, _objects
 from safeproc._deadline import Deadline

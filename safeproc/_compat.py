@@ -8,16 +8,14 @@ from __future__ import annotations
 import atexit
 import sys
 import weakref
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-if sys.version_info >= (3, 10):
-    from typing import TypeAlias
-else:  # pragma: no cover - exercised on 3.9 only
-    from typing_extensions import TypeAlias
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 if sys.version_info >= (3, 11):
     from typing import Never, Self
-else:  # pragma: no cover - exercised on 3.9 and 3.10 only
+else:  # pragma: no cover - exercised on 3.10 only
     from typing_extensions import Never, Self
 
 __all__ = [
@@ -46,38 +44,25 @@ def clear_atexit() -> None:
     atexit._clear()
 
 
-def run_atexit_handlers() -> BaseException | None:
+def run_atexit_handlers() -> None:
     """Run and clear the atexit list as interpreter exit would.
 
     CPython reports each failing handler itself ("Exception ignored in atexit
-    callback" from 3.10, through :data:`sys.unraisablehook`; "Error in
-    atexit._run_exitfuncs" on 3.9, straight to stderr). 3.9 then re-raises
-    the last error from ``_run_exitfuncs``: it was already printed, so it is
-    returned (for the report) rather than reported twice.
+    callback", through :data:`sys.unraisablehook`).
     """
-    if sys.version_info >= (3, 10):
-        atexit._run_exitfuncs()
-        return None
-    try:  # pragma: no cover - exercised on 3.9 only
-        atexit._run_exitfuncs()
-    except BaseException as exc:  # noqa: BLE001 - already printed by CPython
-        return exc
-    return None
+    atexit._run_exitfuncs()
 
 
 def atexit_error_message(func: Callable[..., object]) -> tuple[str, object]:
     """Return the ``(err_msg, obj)`` CPython's atexit reports a failing *func* with.
 
     Given to :data:`sys.unraisablehook`, they print the line a normal exit
-    prints: "Error in atexit._run_exitfuncs:" on 3.9, "Exception ignored in
-    atexit callback: <func>" on 3.10 to 3.12, "Exception ignored in atexit
-    callback <func>:" from 3.13.
+    prints: "Exception ignored in atexit callback: <func>" up to 3.12,
+    "Exception ignored in atexit callback <func>:" from 3.13.
     """
     if sys.version_info >= (3, 13):
         return f"Exception ignored in atexit callback {func!r}", None
-    if sys.version_info >= (3, 10):
-        return "Exception ignored in atexit callback", func
-    return "Error in atexit._run_exitfuncs", None  # pragma: no cover - 3.9 only
+    return "Exception ignored in atexit callback", func
 
 
 _unraisable_args_type: Any = None

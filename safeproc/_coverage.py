@@ -31,12 +31,15 @@ import multiprocessing
 import os
 import sys
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import multiprocess.process
 import multiprocess.spawn
 
 from safeproc import _forks
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["measure_multiprocess_children"]
 

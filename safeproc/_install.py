@@ -46,7 +46,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from safeproc import _forks
 from safeproc._cleanup import run_child
@@ -56,7 +56,7 @@ from safeproc._process import SafeProcessMixin, prepare_parent
 from safeproc._sigterm import escalate_later
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from importlib.machinery import ModuleSpec
     from types import ModuleType
 

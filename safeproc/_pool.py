@@ -24,13 +24,15 @@ import multiprocessing.pool as _std_pool
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from safeproc import _context
 from safeproc._policy import DEFAULT_TIMEOUT, CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._sigterm import ESCALATION_MARGIN, KILL_MARGIN, has_ended
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from safeproc._report import CleanupReport
 
 __all__ = ["SafePool"]

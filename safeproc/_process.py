@@ -17,13 +17,16 @@ import importlib
 import multiprocessing
 import multiprocessing.context as _std_context
 import multiprocessing.spawn
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from safeproc import _forks, _kernel
 from safeproc._cleanup import run_child
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._report import CleanupReport, new_report_path, read_report
 from safeproc._sigterm import escalate_later
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "SafeForkProcess",

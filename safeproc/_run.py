@@ -25,13 +25,13 @@ import os
 import runpy
 import sys
 import types
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from safeproc._install import install
 from safeproc._policy import CleanupPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = ["USAGE", "parse_cleanup", "run_command"]
 

@@ -3,7 +3,6 @@ never change them."""
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -96,10 +95,7 @@ def test_cleanup_errors_are_reported_and_do_not_change_the_exit_code(
     assert "'finalizer failed'" in run.stderr, run.explain()
     assert "ValueError: del failed" in run.stderr, run.explain()
     assert "Exception ignored in" in run.stderr, run.explain()
-    if sys.version_info >= (3, 10):
-        assert "Exception ignored in atexit callback" in run.stderr, run.explain()
-    else:
-        assert "Error in atexit._run_exitfuncs" in run.stderr, run.explain()
+    assert "Exception ignored in atexit callback" in run.stderr, run.explain()
 
 
 def test_exit_code_is_kept_when_cleanup_fails_after_an_error(run_script: RunScript) -> None:

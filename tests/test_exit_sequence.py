@@ -419,4 +419,4 @@ def test_version_is_exported() -> None:
     import safeproc  # noqa: PLC0415
 
     assert safeproc.__version__.count(".") == 2
-    assert sys.version_info >= (3, 9)
+    assert sys.version_info >= (3, 10)

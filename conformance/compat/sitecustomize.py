@@ -10,7 +10,10 @@ puts this directory on ``PYTHONPATH`` only when ``test.support`` lacks it.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _backport_subtests() -> None:
@@ -41,7 +44,9 @@ def _backport_subtests() -> None:
             @functools.wraps(func)
             def wrapper(self: Any, /, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
                 for values in values_list:
-                    subtest_kwargs = dict(zip(arg_names, (values,) if single_param else values))
+                    subtest_kwargs = dict(
+                        zip(arg_names, (values,) if single_param else values, strict=False)
+                    )
                     with self.subTest(**subtest_kwargs):
                         func(self, *args, **kwargs, **subtest_kwargs)
                     if _do_cleanups:

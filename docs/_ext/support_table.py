@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROMISES", "setup"]
 
-PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
+PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 BACKENDS = ("stdlib", "multiprocess")
 METHODS = ("fork", "forkserver", "spawn")
 
