@@ -147,7 +147,18 @@ def test_deadline_wins_when_the_parent_armed_faulthandler(run_script: RunScript)
     _check_deadline_run(run, "del", "sleep")
 
 
-PLAIN_EXIT_WORK = """
+#: Starts ``child`` plain, or safe under a 0.3 s deadline, and marks its exit code.
+LAUNCH_UNDER_SHORT_DEADLINE = """
+if __name__ == "__main__":
+    kwargs = {} if mp is plain_mp else {"cleanup": safe_mp.CleanupPolicy(timeout=0.3)}
+    p = ctx().Process(target=child, **kwargs)
+    p.start()
+    p.join(60)
+    mark("exitcode", p.exitcode)
+"""
+
+PLAIN_EXIT_WORK = (
+    """
 import threading
 
 def worker():
@@ -157,14 +168,9 @@ def worker():
 def child():
     atexit.register(mark, "atexit-done")
     threading.Thread(target=worker).start()  # non-daemon: joined at exit
-
-if __name__ == "__main__":
-    kwargs = {} if mp is plain_mp else {"cleanup": safe_mp.CleanupPolicy(timeout=0.3)}
-    p = ctx().Process(target=child, **kwargs)
-    p.start()
-    p.join(60)
-    mark("exitcode", p.exitcode)
 """
+    + LAUNCH_UNDER_SHORT_DEADLINE
+)
 
 
 def test_plain_exit_work_is_never_bounded(run_script: RunScript) -> None:
@@ -186,18 +192,14 @@ def test_slow_atexit_handler_ends_as_plain(run_script: RunScript, start_method: 
     child, runs it, and so does safeproc, unbounded; before 3.13 a forked
     plain child never runs it and safeproc's deadline stops it. Either way
     the safe child ends exactly as the plain one."""
-    body = """
-    def child():
-        atexit.register(mark, "slow-atexit-done")
-        atexit.register(time.sleep, 1.0)
-
-    if __name__ == "__main__":
-        kwargs = {} if mp is plain_mp else {"cleanup": safe_mp.CleanupPolicy(timeout=0.3)}
-        p = ctx().Process(target=child, **kwargs)
-        p.start()
-        p.join(60)
-        mark("exitcode", p.exitcode)
-    """
+    body = (
+        """
+def child():
+    atexit.register(mark, "slow-atexit-done")
+    atexit.register(time.sleep, 1.0)
+"""
+        + LAUNCH_UNDER_SHORT_DEADLINE
+    )
     plain = run_script(body, plain=True)
     safe = run_script(body)
     ran = ["slow-atexit-done"] if start_method == "spawn" or not ATEXIT_IS_SAFEPROCS else []

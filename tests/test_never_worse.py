@@ -207,6 +207,11 @@ def test_terminate_leaves_no_thread_in_the_parent(run_script: RunScript) -> None
 
 POOL_RECYCLING = """
 import resource, threading
+# safeproc loads ctypes in the parent (its one-shot signal handlers); with
+# libffi 3.4's static trampolines that import keeps one descriptor open on
+# libffi itself, once per process. Imported in both runs, so that what is
+# compared is what the pool holds.
+import ctypes
 
 def task(x):
     return x * 2
