@@ -31,8 +31,10 @@ A forked child (fork, forkserver) finalizes only what it created: the
 inherited heap is frozen, so ``gc.collect()`` and ``gc.get_objects()`` see
 only child-made objects; finalizers older than the boundary and atexit
 handlers registered before the child started never run in it. A spawned
-child is a fresh interpreter whose own normal exit, right after the
-bootstrap, already finalizes everything it made: safeproc leaves it to it.
+child is a fresh interpreter whose own normal exit follows the bootstrap:
+safeproc runs its atexit handlers (unbounded, as that exit would), then
+finalizes its main module's globals and closes what it left open while
+its modules still work, and leaves the rest to that exit.
 
 The deadline bounds only what safeproc adds, never the plain library's own
 exit work (its thread join and finalizers, and from 3.13 the atexit
@@ -251,18 +253,23 @@ def cleanup_on_sigterm(state: ChildExit) -> None:
 
 
 def _hand_over_to_interpreter(state: ChildExit) -> None:
-    """Leave a spawned child to its interpreter's normal exit, unbounded, as plain.
+    """Run a spawned child's steps, then leave the rest to its interpreter's exit.
 
-    With a report, or with ``sigterm="cleanup"``, the steps are run here
-    instead, in the order the interpreter's exit would run them and, like
-    it, unbounded: the report can then count them, and a ``terminate()``
-    that lands meanwhile (a pool worker that was already exiting) lets them
-    finish before the child dies by SIGTERM. The interpreter's own exit
-    then finds little left. SIGTERM's default action comes back for that
-    last part, as plain during its exit.
+    The atexit handlers run first, where the interpreter would run them
+    next, and unbounded, as plain (the report can then count them, and a
+    ``terminate()`` that lands meanwhile lets them finish before the child
+    dies by SIGTERM). Then what the interpreter's exit does too late to
+    work, bounded: it finalizes the main module's globals only after every
+    other module is torn down (a spawned child runs the main module into
+    runpy's namespace, outside :data:`sys.modules`), so archives, temporary
+    files and database connections the child never closed are closed here,
+    while their modules still work, as they are in the same code run as its
+    own program. SIGTERM's default action comes back for the rest, as plain.
     """
-    if state.report is not None or state.policy.sigterm == "cleanup":
-        _run_sequence(state, [(name, step, False) for name, step, _ in _sigterm_steps(state)])
+    unbounded = {"atexit", "finalizers"}
+    _run_sequence(
+        state, [(name, step, name not in unbounded) for name, step, _ in _sigterm_steps(state)]
+    )
     restore_default_sigterm()
 
 
@@ -476,10 +483,12 @@ def collect_child_garbage(state: ChildExit) -> int:
     inherited heap is frozen: neither touches it.
     """
     found = gc.collect()
-    if state.forked:
-        released = _objects.release_child_globals()
-        if released:
-            found += released + gc.collect()
+    # A spawned child's modules are its own, torn down by its interpreter's
+    # exit: only its main module's globals are released early (see
+    # _hand_over_to_interpreter).
+    released = _objects.release_child_globals(main_only=not state.forked)
+    if released:
+        found += released + gc.collect()
     return found
 
 
@@ -526,14 +535,9 @@ def shutdown_child_logging(state: ChildExit) -> int:
     return len(child_refs) + flushed
 
 
-def close_and_flush_child_files(state: ChildExit) -> int:
-    """Close the child's archives and temporary files, flush its other files.
-
-    A forked child's only: a spawned child's interpreter exit closes its
-    files itself (after SIGTERM it only flushes them here).
-    """
-    closed = _objects.close_child_closables() if state.forked else 0
-    return closed + _objects.flush_child_files()
+def close_and_flush_child_files(state: ChildExit) -> int:  # noqa: ARG001 - step signature
+    """Close the child's archives, temporary files and databases, flush its other files."""
+    return _objects.close_child_closables() + _objects.flush_child_files()
 
 
 def flush_child_stdio(state: ChildExit) -> int:

@@ -61,21 +61,23 @@ def _has_python_del(cls: type) -> bool:
     return any(isinstance(vars(klass).get("__del__"), types.FunctionType) for klass in cls.__mro__)
 
 
-def release_child_globals() -> int:
+def release_child_globals(*, main_only: bool = False) -> int:
     """Release the module globals that hold child-made objects with ``__del__``.
 
     As module teardown does: the binding goes, and the object is finalized if
     nothing else holds it. Inherited bindings, modules, functions and
-    classes stay. Returns how many bindings were released.
+    classes stay. With *main_only*, only the main module's namespaces are
+    looked at. Returns how many bindings were released.
     """
     candidates = _child_objects_with_del()
     if not candidates:
         return 0
     skip = _std_stream_ids()
-    return sum(_release_from(ns, candidates, skip) for ns in _module_namespaces())
+    namespaces = _module_namespaces(main_only=main_only)
+    return sum(_release_from(ns, candidates, skip) for ns in namespaces)
 
 
-def _module_namespaces() -> list[dict[str, Any]]:
+def _module_namespaces(*, main_only: bool) -> list[dict[str, Any]]:
     """Return the global namespaces a normal exit tears down, newest module first.
 
     The modules' dictionaries, and the one the main module's functions really
@@ -91,10 +93,13 @@ def _module_namespaces() -> list[dict[str, Any]]:
             seen.add(id(namespace))
             namespaces.append(namespace)
 
-    for module in reversed(list(sys.modules.values())):
+    mains = ("__main__", "__mp_main__")
+    for name, module in reversed(list(sys.modules.items())):
+        if main_only and name not in mains:
+            continue
         if module is not None and module is not sys and module is not builtins:
             add(getattr(module, "__dict__", None))
-    for name in ("__main__", "__mp_main__"):
+    for name in mains:
         for value in list(getattr(sys.modules.get(name), "__dict__", {}).values()):
             if isinstance(value, types.FunctionType):
                 add(value.__globals__)

@@ -420,3 +420,71 @@ def test_version_is_exported() -> None:
 
     assert safeproc.__version__.count(".") == 2
     assert sys.version_info >= (3, 10)
+
+
+OWN_PROGRAM_RESOURCES = """
+import gzip, sqlite3, subprocess, tempfile, zipfile
+
+KEEP = []
+
+def work(d):
+    # Opened and never closed, as a program that relies on its exit does.
+    g = gzip.open(os.path.join(d, "data.gz"), "wt")
+    g.write("gzip-payload\\n" * 1000)
+    z = zipfile.ZipFile(os.path.join(d, "data.zip"), "w")
+    z.writestr("member.txt", "zip-payload")
+    t = tempfile.NamedTemporaryFile(dir=d, prefix="named-", delete=True)
+    t.write(b"x")
+    db = sqlite3.connect(os.path.join(d, "db.sqlite"))
+    db.execute("create table t (x)")
+    db.commit()
+    db.execute("insert into t values (1)")  # never committed
+    KEEP.extend([g, z, t, db])
+
+def observe(d):
+    try:
+        with gzip.open(os.path.join(d, "data.gz"), "rt") as f:
+            gz = len(f.read().splitlines())
+    except Exception as e:
+        gz = type(e).__name__
+    try:
+        with zipfile.ZipFile(os.path.join(d, "data.zip")) as f:
+            zp = f.read("member.txt").decode()
+    except Exception as e:
+        zp = type(e).__name__
+    names = sorted(os.listdir(d))
+    db = sqlite3.connect(os.path.join(d, "db.sqlite"))
+    rows = db.execute("select count(*) from t").fetchone()[0]
+    db.close()
+    return [gz, zp, [n for n in names if n.startswith("named-") or n.endswith("-journal")], rows]
+
+if __name__ == "__main__":
+    safe_dir, own_dir = os.path.abspath("safe"), os.path.abspath("own")
+    os.mkdir(safe_dir)
+    os.mkdir(own_dir)
+    p = ctx().Process(target=work, args=(safe_dir,))
+    p.start()
+    p.join(30)
+    mark("exitcode", p.exitcode)
+    # The same work as its own Python program: the reference.
+    subprocess.run(
+        [sys.executable, "-c", f"import scenario; scenario.work({own_dir!r})"], check=True
+    )
+    mark("safe", observe(safe_dir))
+    mark("own", observe(own_dir))
+"""
+
+
+def test_files_archives_and_databases_end_as_in_their_own_program(
+    run_script: RunScript,
+) -> None:
+    """Gzip and zip writers, a NamedTemporaryFile and an uncommitted sqlite
+    transaction the child never closed end as they do when the same code
+    runs as its own program: readable archives, the temporary file removed,
+    the transaction rolled back and its journal gone."""
+    run = run_script(OWN_PROGRAM_RESOURCES)
+    assert run.returncode == 0, run.explain()
+    marks = dict(m.split(" ", 1) for m in run.marks)
+    assert marks["exitcode"] == "0", run.explain()
+    assert marks["own"] == "[1000, 'zip-payload', [], 0]", run.explain()
+    assert marks["safe"] == marks["own"], run.explain()
