@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from conftest import Run, RunScript
 
 RUN = ("-m", "safeproc", "run")
@@ -555,3 +554,41 @@ def test_install_and_run_agree_with_safeprocess_on_the_main_import(
         assert "child-tmpdirs-left 0" in run.marks, run.explain()
     assert _child_events(installed) == _child_events(safe), installed.explain()
     assert _child_events(ran) == _child_events(safe), ran.explain()
+
+
+def test_install_with_multiprocess_in_a_zip(tmp_path: Path) -> None:
+    """install(), then ``multiprocess`` and another module from the same zip:
+    the zip's shared loader is left as it was, so both import."""
+    import importlib.util  # noqa: PLC0415
+    import zipfile  # noqa: PLC0415
+
+    spec = importlib.util.find_spec("multiprocess")
+    assert spec is not None
+    assert spec.submodule_search_locations
+    package = Path(next(iter(spec.submodule_search_locations)))
+    archive = tmp_path / "libs.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in package.rglob("*.py"):
+            z.write(path, Path("multiprocess") / path.relative_to(package))
+        z.writestr("helper_mod.py", "VALUE = 42\n")
+    program = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(archive)!r})\n"
+        "import safeproc\n"
+        "safeproc.install()\n"
+        "import multiprocess\n"
+        "import helper_mod\n"
+        "print(multiprocess.__file__.startswith(sys.path[0]), helper_mod.VALUE)\n"
+        "p = multiprocess.get_context('fork').Process(target=print, args=('child',))\n"
+        "p.start(); p.join(); print('exitcode', p.exitcode)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["True 42", "child", "exitcode 0"], result.stdout
