@@ -360,7 +360,9 @@ TERMINAL_SIGINT = """
 signal.signal(signal.SIGINT, signal.default_int_handler)
 """
 
-CTRL_C_DURING_JOIN = TERMINAL_SIGINT + """
+CTRL_C_DURING_JOIN = (
+    TERMINAL_SIGINT
+    + """
 import threading
 
 def child(ready):
@@ -384,6 +386,7 @@ if __name__ == "__main__":
     p.join(30)
     mark("exitcode", p.exitcode)
 """
+)
 
 
 def test_ctrl_c_during_join(run_script: RunScript) -> None:
@@ -588,7 +591,9 @@ def test_corpus_under_warnings_as_errors(run_script: RunScript, program: str) ->
     _assert_same(plain, safe)
 
 
-CTRL_C_DURING_POOL_MAP = TERMINAL_SIGINT + """
+CTRL_C_DURING_POOL_MAP = (
+    TERMINAL_SIGINT
+    + """
 import threading
 
 def slow(x):
@@ -608,6 +613,7 @@ if __name__ == "__main__":
     pool.join()
     mark("children", len(mp.active_children()))
 """
+)
 
 
 def test_ctrl_c_during_pool_map(run_script: RunScript) -> None:
@@ -617,3 +623,31 @@ def test_ctrl_c_during_pool_map(run_script: RunScript) -> None:
     assert plain.marks == ["interrupted", "children 0"], plain.explain()
     assert safe.marks == plain.marks, safe.explain()
     assert safe.returncode == plain.returncode, safe.explain()
+
+
+OTHER_BACKENDS_MANAGER = """
+import multiprocessing as stdlib_mp
+
+def child(q):
+    # The standard library's Manager, in a multiprocess child, never shut down.
+    m = stdlib_mp.get_context("fork").Manager()
+    d = m.dict(a=1)
+    q.put(d["a"])
+
+if __name__ == "__main__":
+    q = ctx().Queue()
+    p = ctx().Process(target=child, args=(q,))
+    p.start()
+    mark("got", q.get(timeout=30))
+    p.join(30)
+    mark("exitcode", p.exitcode)
+"""
+
+
+@pytest.mark.parametrize("backend", ["multiprocess"])
+def test_other_backends_manager_in_a_child(run_script: RunScript) -> None:
+    """A stdlib Manager a multiprocess child started and never shut down
+    ends with the child, as plain: no orphaned manager process."""
+    plain, safe = _both(run_script, OTHER_BACKENDS_MANAGER)
+    assert plain.marks == ["got 1", "exitcode 0"], plain.explain()
+    _assert_same(plain, safe)
