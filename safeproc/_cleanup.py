@@ -273,7 +273,7 @@ def _hand_over_to_interpreter(state: ChildExit) -> None:
     restore_default_sigterm()
 
 
-#: (name, policy field, step, bounded: whether the deadline covers it).
+#: (name, step, bounded: whether the deadline covers it).
 _StepPlan = list[tuple[str, _Step, bool]]
 
 

@@ -18,7 +18,6 @@ The boundary between inherited and child-made state is drawn by
 
 from __future__ import annotations
 
-import atexit
 import gc
 import os
 import sys
@@ -162,7 +161,6 @@ class Boundary:
 
     __slots__ = (
         "drawn_before_main",
-        "finalize_armed",
         "finalizer_index",
         "logging_handlers",
         "logging_imported",
@@ -181,9 +179,6 @@ class Boundary:
         )
         #: The first weakref.finalize index that is the child's own.
         self.finalizer_index = _compat.next_finalize_index()
-        #: Whether weakref.finalize's exit hook counted as registered (the
-        #: flag is inherited; 3.13 then loses the child's finalizers).
-        self.finalize_armed: bool = weakref.finalize._registered_with_atexit  # type: ignore[attr-defined]
         #: Per imported backend: its inherited children and finalizer keys.
         self.other_backends: dict[str, tuple[frozenset[Any], frozenset[Any]]] = {}
         for name in BACKEND_PACKAGES:
@@ -208,7 +203,7 @@ def draw_boundary() -> Boundary:
     resume_collection()
     boundary = Boundary()
     if not _compat.POPEN_RUNS_ATEXIT:
-        atexit._clear()
+        _compat.clear_atexit()
     return boundary
 
 

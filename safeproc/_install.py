@@ -52,7 +52,7 @@ from safeproc import _forks
 from safeproc._cleanup import run_child
 from safeproc._errors import report_unraisable
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
-from safeproc._process import SafeProcessMixin, prepare_parent
+from safeproc._process import SafeProcessMixin, prepare_parent, start_method_of
 from safeproc._sigterm import escalate_later
 
 if TYPE_CHECKING:
@@ -301,7 +301,7 @@ def _make_safe_bootstrap(backend: Any, original: Callable[..., int]) -> Callable
             self,
             lambda: original(self, parent_sentinel),
             policy,
-            start_method=_start_method(self, backend),
+            start_method=start_method_of(self, backend),
             report_path=None,
         )
 
@@ -323,7 +323,7 @@ def _make_marked_start(backend: Any, original: Callable[[Any], None]) -> Callabl
         if not _active or isinstance(self, SafeProcessMixin):
             return original(self)
         self._safeproc_install_policy = _policy or get_default_cleanup()
-        method = _start_method(self, backend)
+        method = start_method_of(self, backend)
         prepare_parent(backend, method, __name__)
         with _forks.starting_safe_child(method):
             return original(self)
@@ -348,18 +348,6 @@ def _make_escalating_terminate(original: Callable[[Any], None]) -> Callable[[Any
     terminate.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(terminate, _WRAPPER_MARK, True)
     return terminate
-
-
-def _start_method(process: Any, backend: Any) -> str:  # noqa: ANN401
-    """Return the start method *process* uses (the concrete classes name theirs).
-
-    ``get_start_method()`` fixes the default method if none was chosen yet,
-    exactly as the plain ``start()`` is about to.
-    """
-    method: str | None = getattr(type(process), "_start_method", None)
-    if method is None:
-        method = backend.get_start_method()
-    return method
 
 
 def _make_preparation_data(original: Callable[[str], dict[str, Any]]) -> Callable[..., Any]:

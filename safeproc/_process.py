@@ -171,12 +171,7 @@ class SafeProcessMixin:
         )
 
     def _child_start_method(self) -> str:
-        # get_start_method() fixes the default method if none was chosen
-        # yet, exactly as the plain start() is about to.
-        method: str | None = getattr(type(self), "_start_method", None)
-        if method is None:
-            method = self._safeproc_backend.get_start_method()
-        return method
+        return start_method_of(self, self._safeproc_backend)
 
     def __reduce_ex__(self, protocol: Any) -> Any:  # noqa: ANN401 - pickle protocol
         rv = super().__reduce_ex__(protocol)
@@ -193,6 +188,18 @@ class SafeProcessMixin:
             state = rv[2] if len(rv) > 2 else None  # noqa: PLR2004 - reduce tuple
             rv = (copyreg._reconstructor, (named, object, None), state)  # type: ignore[attr-defined]
         return rv
+
+
+def start_method_of(process: Any, backend: Any) -> str:  # noqa: ANN401 - either backend's
+    """Return the start method *process* uses (the concrete classes name theirs).
+
+    ``get_start_method()`` fixes the default method if none was chosen yet,
+    exactly as the plain ``start()`` is about to.
+    """
+    method: str | None = getattr(type(process), "_start_method", None)
+    if method is None:
+        method = backend.get_start_method()
+    return method
 
 
 def prepare_parent(backend: Any, method: str | None, module: str) -> None:  # noqa: ANN401
