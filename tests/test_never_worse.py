@@ -407,12 +407,18 @@ def square(x):
 if __name__ == "__main__":
     pool = ctx().Pool(2)
     assert pool.map(square, range(10)) == [x * x for x in range(10)]
-    del pool  # never closed: collected, as plain
+    # Wait until this frame holds the only reference.  Just after map()
+    # returns, the pool's task thread may still hold its task generator (and
+    # through it the pool): if the last reference dies there, the finalizer
+    # runs in that thread and plain CPython deadlocks in _help_stuff_finish
+    # (seen on 3.11: two workers and three threads left).  That race is the
+    # plain library's, equally in both runs; this program drops the pool from
+    # the main thread, as the comparison needs.
     deadline = time.monotonic() + 20
+    while sys.getrefcount(pool) > 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    del pool  # never closed: collected, as plain
     while (mp.active_children() or threading.active_count() > 1) and time.monotonic() < deadline:
-        # The pool's result thread may still hold the last job (and through
-        # it the pool) at the first collection: collect until it lets go,
-        # as a running program's allocations would.
         gc.collect()
         time.sleep(0.05)
     mark("children", len(mp.active_children()))
