@@ -91,24 +91,37 @@ def _starting_method() -> str | None:
     return method or "unknown"
 
 
+# Another parent thread may fork a plain child at any bytecode boundary of
+# these hooks: that child must be able to tell "paused by a safe fork" from
+# "disabled by the program".  So _pausing is non-empty whenever the pause is
+# in effect: a thread joins it before disabling and leaves it only after the
+# last one re-enabled, and the lock makes "am I the last one" and the
+# re-enable one step.
+_pause_lock = threading.Lock()
+
+
 def _before_fork() -> None:
     if _starting_method() is None:
         return
-    if gc.isenabled() or _pausing:
-        gc.disable()
-        _pausing.add(threading.get_ident())
+    with _pause_lock:
+        if gc.isenabled() or _pausing:
+            _pausing.add(threading.get_ident())
+            gc.disable()
 
 
 def _after_fork_in_parent() -> None:
     me = threading.get_ident()
-    if me in _pausing:
-        _pausing.discard(me)
-        if not _pausing:
+    if me not in _pausing:  # only this thread adds itself: no lock needed
+        return
+    with _pause_lock:
+        if _pausing == {me}:
             gc.enable()
+        _pausing.discard(me)
 
 
 def _after_fork_in_child() -> None:
     global _paused_in_child  # noqa: PLW0603 - once per child
+    _pause_lock._at_fork_reinit()  # type: ignore[attr-defined]
     for lock in _locks:
         lock._at_fork_reinit()
     if _pausing:

@@ -374,6 +374,68 @@ def test_collector_pause_never_leaks_to_the_parent_or_plain_children(
     assert len(run.marks) == 61, run.explain()
 
 
+PAUSE_INTERLEAVING = """
+import threading
+import safeproc._forks as forks
+
+class Stalling:
+    # The collector as the fork hooks see it, stalled at one step so that
+    # another thread forks a plain child exactly there.
+    def __init__(self, step):
+        self.step, self.reached, self.go = step, threading.Event(), threading.Event()
+    def __getattr__(self, name):
+        return getattr(gc, name)
+    def stall(self, name):
+        if name == self.step and os.getpid() == PARENT:  # not in the children
+            self.reached.set()
+            self.go.wait(30)
+    def disable(self):
+        gc.disable()
+        self.stall("disable")
+    def enable(self):
+        self.stall("enable")
+        gc.enable()
+
+def plain_child_collects():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if gc.isenabled() else 1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+def safe_fork():
+    # The parent's side of a safe fork, hook by hook: a real fork would also
+    # run other modules' hooks (logging's holds its lock across the fork).
+    with forks.starting_safe_child("fork"):
+        forks._before_fork()
+        forks._after_fork_in_parent()
+
+PARENT = os.getpid()
+
+if __name__ == "__main__":
+    for step in ("disable", "enable"):
+        stalling = Stalling(step)
+        forks.gc = stalling
+        thread = threading.Thread(target=safe_fork)
+        thread.start()
+        stalling.reached.wait(30)
+        mark(step, plain_child_collects())
+        stalling.go.set()
+        thread.join(30)
+        forks.gc = gc
+    mark("parent", gc.isenabled())
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork"])
+def test_collector_pause_is_never_seen_half_done(run_script: RunScript) -> None:
+    """A plain fork from another thread at any step of a safe fork's
+    collector pause (just disabled, about to re-enable) gives a child that
+    collects, as plain: deterministic, where the test above samples."""
+    run = run_script(PAUSE_INTERLEAVING)
+    assert run.returncode == 0, run.explain()
+    assert run.marks == ["disable True", "enable True", "parent True"], run.explain()
+
+
 def test_atexit_runs_exactly_once_on_every_version(run_script: RunScript) -> None:
     """3.13 runs child atexit handlers itself: safeproc must not run them twice."""
     run = run_script(
