@@ -1,0 +1,256 @@
+"""Guards inside the machinery that scenario programs reach only by chance:
+locks after fork, the exit sequence's run-once guard, flush errors, and
+signals that must never reach a process that reused a child's id."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import pkgutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import safeproc
+from safeproc import _cleanup, _forks, _objects, _sigterm, _stdio
+from safeproc._policy import CleanupPolicy
+from safeproc._state import EXITING, FINISHED, RUNNING, ChildExit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from conftest import RunScript
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()), threading.Condition)
+
+
+def _safeproc_modules() -> Iterator[Any]:
+    for info in pkgutil.walk_packages(safeproc.__path__, "safeproc."):
+        if info.name.endswith("__main__"):
+            continue
+        yield importlib.import_module(info.name)
+
+
+def test_every_module_lock_is_reset_after_fork() -> None:
+    """Each lock a safeproc module holds at module level is one the fork hook
+    resets: another parent thread may hold it at the fork, and the child would
+    wait for it forever."""
+    modules = list(_safeproc_modules())  # importing registers their locks
+    registered = {id(lock) for lock in _forks._locks} | {id(_forks._pause_lock)}
+    module_locks = {
+        f"{module.__name__}.{name}": value
+        for module in modules
+        for name, value in vars(module).items()
+        if isinstance(value, _LOCK_TYPES)
+    }
+    assert module_locks, "no module locks found: the scan is broken"
+    missing = sorted(name for name, lock in module_locks.items() if id(lock) not in registered)
+    assert not missing, f"not reset after fork: {missing}"
+
+
+@pytest.mark.timeout(60)
+def test_locks_held_by_another_thread_are_free_in_a_forked_child() -> None:
+    """Hold every registered lock in a parent thread, fork: the child
+    acquires each of them at once."""
+    locks = [*_forks._locks, _forks._pause_lock]
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        for lock in locks:
+            lock.acquire()
+        held.set()
+        release.wait(30)
+        for lock in reversed(locks):
+            lock.release()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert held.wait(30)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports by exit code
+            free = all(lock.acquire(timeout=2) for lock in locks)
+            os._exit(0 if free else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        thread.join(30)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _state() -> ChildExit:
+    return ChildExit(CleanupPolicy(), forked=True, stdio="flush", name="test")
+
+
+def test_finish_child_runs_the_sequence_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exit sequence runs once per child: a second finish (the plain
+    bootstrap returning after SIGTERM's cleanup, say) does nothing."""
+    runs: list[int] = []
+    monkeypatch.setattr(_cleanup, "_run_sequence", lambda *_: runs.append(1))
+    monkeypatch.setattr(_cleanup, "_exit_steps", lambda _: None)
+    state = _state()
+    _cleanup.finish_child(state, 3)
+    assert (runs, state.phase, state.exitcode) == ([1], FINISHED, 3)
+    _cleanup.finish_child(state, 5)
+    assert (runs, state.exitcode) == ([1], 3)
+
+
+def test_finish_child_does_nothing_while_sigterm_cleanup_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once SIGTERM started the sequence, the bootstrap's own finish leaves it alone."""
+    runs: list[int] = []
+    monkeypatch.setattr(_cleanup, "_run_sequence", lambda *_: runs.append(1))
+    monkeypatch.setattr(_cleanup, "_exit_steps", lambda _: None)
+    state = _state()
+    state.phase = EXITING
+    _cleanup.finish_child(state, 0)
+    assert (runs, state.phase) == ([], EXITING)
+
+
+def test_finish_child_reports_and_never_raises(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error escaping the sequence is reported as an unraisable error, as
+    CPython reports atexit and ``__del__`` errors, and never propagates."""
+
+    def broken(*_: object) -> None:
+        raise ZeroDivisionError
+
+    seen: list[Any] = []
+    monkeypatch.setattr(_cleanup, "_run_sequence", broken)
+    monkeypatch.setattr(_cleanup, "_exit_steps", lambda _: None)
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    state = _state()
+    assert state.phase == RUNNING
+    _cleanup.finish_child(state, 0)
+    assert state.phase == FINISHED
+    assert [type(args.exc_value) for args in seen] == [ZeroDivisionError]
+    assert "safeproc's exit sequence" in seen[0].err_msg
+
+
+class _Stream(io.StringIO):
+    def __init__(self, error: BaseException | None) -> None:
+        super().__init__()
+        self.error = error
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("reentrant call inside <_io.BufferedWriter>"),
+        OSError(5, "EIO"),
+        ValueError("closed"),
+    ],
+)
+def test_flush_stdio_tolerates_what_multiprocessing_tolerates(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    """A signal that interrupted a write to stdout ("reentrant call"), a
+    closed or broken stream: ``flush_stdio`` still flushes the other stream
+    and raises nothing, as ``multiprocessing.util._flush_std_streams``."""
+    out, err = _Stream(error), _Stream(None)
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    _stdio.flush_stdio("flush")
+    assert (out.flushes, err.flushes) == (1, 1)
+
+
+def test_flush_stdio_none_touches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stdio="none"`` leaves the streams alone."""
+    out = _Stream(None)
+    monkeypatch.setattr(sys, "stdout", out)
+    _stdio.flush_stdio("none")
+    assert out.flushes == 0
+
+
+FULL_DEVICE_CHILD = """
+def child():
+    global unclosed
+    unclosed = open("/dev/full", "w")  # every flush fails: ENOSPC
+    unclosed.write("x" * 10)
+
+if __name__ == "__main__":
+    if sys.argv[-1] == "own":
+        child()  # the same code as its own program
+    else:
+        p = ctx().Process(target=child)
+        p.start()
+        p.join(30)
+        mark("exitcode", p.exitcode)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("dev_mode", [False, True], ids=["normal", "dev-mode"])
+def test_failed_flush_of_a_child_file_reports_as_its_own_program(
+    run_script: RunScript, dev_mode: bool
+) -> None:
+    """A file the child left open whose flush fails at exit: silent in a
+    normal run, reported in dev mode (``-X dev``), exactly as when the same
+    code runs as its own program; the exit code is untouched."""
+    args = ("-X", "dev") if dev_mode else ()
+    own = run_script(FULL_DEVICE_CHILD, args=args, args_after=("own",))
+    safe = run_script(FULL_DEVICE_CHILD, args=args)
+    assert own.returncode == 0, own.explain()
+    assert safe.returncode == 0, safe.explain()
+    assert safe.marks == ["exitcode 0"], safe.explain()
+    own_reported = "No space left on device" in own.stderr
+    assert own_reported == dev_mode, own.explain()
+    assert ("No space left on device" in safe.stderr) == own_reported, safe.explain()
+
+
+def test_flush_one_counts_only_what_it_flushed() -> None:
+    """Closed, read-only and failing files are skipped without error."""
+    r, w = os.pipe()
+    with open(r, "rb") as reader, open(w, "wb") as writer:
+        writer.write(b"x")
+        assert _objects._flush_one(writer) == 1
+        assert _objects._flush_one(reader) == 0
+    assert _objects._flush_one(writer) == 0  # closed now
+    assert _objects._flush_one(_Stream(RuntimeError("reentrant call"))) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs os.pidfd_open (Linux 5.3+)")
+@pytest.mark.timeout(60)
+def test_escalator_signals_through_the_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The escalator signals through a pidfd opened while the child was known
+    to be alive, never by process id: once the child ended and was reaped,
+    its id may belong to another process, which must never be signalled."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    target = _sigterm._Target(proc)
+    try:
+        assert target.pidfd is not None
+
+        def no_kill(pid: int, signum: int) -> None:
+            msg = f"os.kill({pid}, {signum}): a reused id could be hit"
+            raise AssertionError(msg)
+
+        monkeypatch.setattr(os, "kill", no_kill)
+        assert not target.ended()
+        target.send(signal.SIGTERM)  # through the pidfd
+        assert proc.wait(30) == -signal.SIGTERM
+        deadline = time.monotonic() + 10
+        while not target.ended() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert target.ended()
+        target.send(signal.SIGKILL)  # reaped: a no-op, whoever has the id now
+    finally:
+        monkeypatch.undo()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        target.close()
+    assert target.pidfd is None
