@@ -191,7 +191,8 @@ def run_script(argv: Sequence[str]) -> int:
         sys.path[0] = os.path.dirname(os.path.realpath(full_path))
     main = _fresh_main()
     main.__file__ = full_path
-    main.__cached__ = None  # type: ignore[attr-defined]
+    if sys.version_info < (3, 15):
+        main.__cached__ = None  # type: ignore[attr-defined]  # gone in 3.15
     main.__loader__ = importlib.machinery.SourceFileLoader("__main__", full_path)
     _call_hiding_launcher(_exec_main, source, full_path, main.__dict__)
     return 0
@@ -206,7 +207,9 @@ def _is_zipfile(path: str) -> bool:
 def _fresh_main() -> types.ModuleType:
     """Make a new module ``sys.modules["__main__"]``, as at interpreter start."""
     main = types.ModuleType("__main__")
-    main.__annotations__ = {}
+    if sys.version_info < (3, 14):
+        # 3.14 (PEP 649) no longer gives __main__ an empty __annotations__.
+        main.__annotations__ = {}
     main.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main
     return main
