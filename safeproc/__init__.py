@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from safeproc._errors import DillUnsupportedError
 from safeproc._install import install, uninstall
 from safeproc._policy import CleanupPolicy, get_default_cleanup, set_default_cleanup
 from safeproc._report import CleanupReport, StepReport
@@ -73,6 +74,7 @@ __all__ = [
     "CleanupPolicy",
     "CleanupReport",
     "Condition",
+    "DillUnsupportedError",
     "Event",
     "JoinableQueue",
     "Lock",
@@ -120,6 +122,7 @@ __all__ = [
 _FROM_DILL_BACKEND = frozenset(__all__) - {
     "CleanupPolicy",
     "CleanupReport",
+    "DillUnsupportedError",
     "StepReport",
     "get_default_cleanup",
     "install",

@@ -14,8 +14,10 @@ forkserver pickle process objects by class name.
 from __future__ import annotations
 
 import sys
+import types
 from typing import Any
 
+import dill
 import multiprocess
 import multiprocess.context as _dill_context
 import multiprocess.pool as _dill_pool
@@ -31,6 +33,7 @@ from safeproc._context import (
     _SafeContextMixin,
     register_backend,
 )
+from safeproc._errors import DillUnsupportedError
 from safeproc._pool import _SafePoolMixin
 from safeproc._process import SafeProcessMixin
 
@@ -45,6 +48,49 @@ __all__ = [
     "DillSafeSpawnContext",
     "DillSafeSpawnProcess",
 ]
+
+# -- dill on a Python it does not support yet ----------------------------------
+
+
+def _guard_code_pickling() -> None:
+    """Make dill's failure to pickle code, if it fails here, say what it is.
+
+    dill 0.4.1 cannot pickle a code object on Python 3.15 (it reads
+    ``co_lnotab``, removed there): every function pickled by value fails
+    with an AttributeError from deep inside the pickler. Probed once, at
+    this backend's import; where it fails, dill's code saver is wrapped so
+    that the same failure, at the same point, is a
+    :exc:`~safeproc.DillUnsupportedError` naming dill, its version and
+    Python's. A dill that works is left untouched.
+    """
+    try:
+        dill.dumps((lambda: None).__code__)
+    except AttributeError:
+        pass
+    else:
+        return
+    dispatch = dill.Pickler.dispatch
+    save_code = dispatch[types.CodeType]
+
+    def save_code_or_explain(pickler: Any, obj: types.CodeType) -> None:  # noqa: ANN401 - dill's
+        try:
+            save_code(pickler, obj)
+        except AttributeError as exc:
+            version = ".".join(map(str, sys.version_info[:2]))
+            msg = (
+                f"dill {dill.__version__} cannot pickle code objects on Python "
+                f"{version} ({exc}), so the multiprocess backend (import safeproc) "
+                "cannot send this function to a child by value: use "
+                "safeproc.stdlib (standard pickling), a function importable by "
+                "name, or a dill release that supports Python "
+                f"{version}"
+            )
+            raise DillUnsupportedError(msg) from exc
+
+    dispatch[types.CodeType] = save_code_or_explain
+
+
+_guard_code_pickling()
 
 # -- processes ------------------------------------------------------------------
 

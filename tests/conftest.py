@@ -32,6 +32,33 @@ if TYPE_CHECKING:
 START_METHODS = ("fork", "forkserver", "spawn")
 BACKENDS = ("stdlib", "multiprocess")
 
+
+def _dill_pickles_code() -> bool:
+    import dill  # noqa: PLC0415 - only this probe needs it
+
+    try:
+        dill.dumps((lambda: None).__code__)
+    except AttributeError:
+        return False
+    return True
+
+
+#: False where the installed dill cannot pickle code on this Python (dill
+#: 0.4.1 on 3.15): the multiprocess backend then fails wherever it pickles a
+#: function by value, plain as well as safe. Scenarios that fail for that
+#: reason are expected failures; test_api's strict canary fails the day dill
+#: works here, so that this is removed.
+DILL_PICKLES_CODE = _dill_pickles_code()
+
+
+@pytest.fixture(scope="session")
+def dill_pickles_code() -> bool:
+    """Whether the installed dill can pickle code on this Python."""
+    return DILL_PICKLES_CODE
+
+
+_DILL_FAILURES = ("DillUnsupportedError", "no attribute 'co_lnotab'")
+
 SCRIPT_HEADER = """\
 import atexit, gc, os, signal, sys, time, weakref
 BACKEND = {backend!r}
@@ -134,6 +161,7 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
         env: dict[str, str] | None = None,
         stdout_to_file: bool = False,
         preamble: str = "",
+        dill_xfail: bool = True,
     ) -> Run:
         mark_path = tmp_path / f"marks-{uuid.uuid4().hex}"
         script = tmp_path / "scenario.py"
@@ -178,6 +206,11 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
                 stdout = out_file.read()
         _assert_no_leftovers(token)
         marks = mark_path.read_text().splitlines() if mark_path.exists() else []
+        text = (stdout + stderr).decode(errors="replace")
+        if dill_xfail and backend == "multiprocess" and not DILL_PICKLES_CODE:
+            for failure in _DILL_FAILURES:
+                if failure in text:
+                    pytest.xfail(f"dill cannot pickle code on this Python ({failure})")
         return Run(
             returncode=proc.returncode,
             stdout=stdout.decode(errors="replace"),
