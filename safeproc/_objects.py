@@ -233,7 +233,9 @@ def _flush_one(f: Any) -> int:  # noqa: ANN401 - a buffered or text file
     except RuntimeError:
         return 0  # "reentrant call": a signal interrupted a write to it
     except (OSError, ValueError):
-        if sys.flags.dev_mode:
+        # What a normal exit does with a file whose flush fails while it is
+        # finalized: says so in dev mode only, and always from 3.15.
+        if sys.flags.dev_mode or sys.version_info >= (3, 15):
             report_unraisable("Exception ignored while flushing file", f)
         return 0
     return 1

@@ -347,7 +347,7 @@ def main():
     m = sys.modules["__main__"]
     print(sorted(k for k in vars(m) if k.startswith("__")))
     print(m.__name__, m.__spec__ and m.__spec__.name, m.__package__)
-    print(type(m.__loader__).__name__, m.__file__, m.__cached__ is None)
+    print(type(m.__loader__).__name__, m.__file__, getattr(m, "__cached__", None) is None)
     print(sys.argv, sys.path[0])
     for method in ("fork", "forkserver", "spawn"):
         ctx = multiprocessing.get_context(method)
