@@ -2,8 +2,12 @@
 
 Python 3.10 to 3.13 live under pyenv on the project's machines, with only one
 of them on PATH: every pyenv interpreter's ``bin`` is put on PATH here so nox
-finds ``python3.X`` for each version present. A version that is missing is
-reported and skipped (CI machines have all of them).
+finds ``python3.X`` for each version present. 3.14 and 3.15 are not in
+pyenv: when either is missing from PATH and nox runs as root, this file
+provisions both with ``tools/debian-python`` (Debian unstable's builds, with
+their test package, into ``/opt/debian-python``; about 30 seconds once, a
+no-op afterwards; ``SAFEPROC_PROVISION=0`` turns it off). A version still
+missing is reported and its sessions skipped.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import nox
 
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+PYTHONS = ["3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 ROOT = Path(__file__).parent
 
 nox.options.sessions = ["tests", "lint", "mypy", "docs"]
@@ -35,7 +39,35 @@ def _pyenv_bins() -> list[str]:
     return [str(p / "bin") for p in sorted(versions.iterdir()) if (p / "bin").is_dir()]
 
 
-os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), *_pyenv_bins()])
+#: Where tools/debian-python puts the Pythons pyenv does not have.
+DEBIAN_PYTHONS = Path("/opt/debian-python/bin")
+#: The versions tools/debian-python provides.
+PROVISIONED = ["3.14", "3.15"]
+
+
+def _provision() -> None:
+    """Fetch 3.14 and 3.15 if missing and allowed (root, apt, not turned off)."""
+    if all(shutil.which(f"python{v}") for v in PROVISIONED):
+        return
+    if os.environ.get("SAFEPROC_PROVISION") == "0":
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(  # noqa: T201 - nox's own output
+            f"noxfile: python{' and python'.join(PROVISIONED)} not on PATH and not "
+            "root with apt-get: their sessions are skipped (put them on PATH, or "
+            "run as root to have tools/debian-python fetch them)"
+        )
+        return
+    subprocess.run(
+        ["bash", str(ROOT / "tools" / "debian-python"), "--testsuite", *PROVISIONED],
+        check=True,
+    )
+
+
+os.environ["PATH"] = os.pathsep.join(
+    [os.environ.get("PATH", ""), *_pyenv_bins(), str(DEBIAN_PYTHONS)]
+)
+_provision()
 
 
 @nox.session(python=PYTHONS)

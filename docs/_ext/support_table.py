@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROMISES", "setup"]
 
-PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15")
 BACKENDS = ("stdlib", "multiprocess")
 METHODS = ("fork", "forkserver", "spawn")
 
@@ -123,7 +123,7 @@ class Case:
     function: str
     backend: str | None
     method: str | None
-    outcome: str  # passed, failed, skipped
+    outcome: str  # passed, failed, xfailed (expected failure), skipped
 
     @property
     def key(self) -> str:
@@ -164,8 +164,9 @@ def _outcome(testcase: ET.Element) -> str:
     tags = {child.tag for child in testcase}
     if tags & {"failure", "error"}:
         return "failed"
-    if "skipped" in tags:
-        return "skipped"
+    skipped = testcase.find("skipped")
+    if skipped is not None:
+        return "xfailed" if skipped.get("type") == "pytest.xfail" else "skipped"
     return "passed"
 
 
@@ -241,10 +242,15 @@ def _cell(outcomes: list[str]) -> nodes.paragraph:
         return nodes.paragraph(text="—", classes=["support-none"])
     passed = outcomes.count("passed")
     failed = outcomes.count("failed")
+    xfailed = outcomes.count("xfailed")
     if failed:
         text, cls = f"✗ {failed} of {len(outcomes)} failed", "support-fail"
     elif passed:
         text, cls = f"✓ {passed}", "support-pass"
+        if xfailed:
+            text += f", {xfailed} expected failures"
+    elif xfailed:
+        text, cls = f"expected failures ({xfailed})", "support-xfail"
     else:
         text, cls = f"skipped ({len(outcomes)})", "support-skip"
     return nodes.paragraph(text=text, classes=[cls])
@@ -316,7 +322,8 @@ class SupportTable(SphinxDirective):
                 text = (
                     f"Python {python}: {results.path.name}, run {results.timestamp} UTC, "
                     f"{len(counts)} tests: {counts.count('passed')} passed, "
-                    f"{counts.count('failed')} failed, {counts.count('skipped')} skipped"
+                    f"{counts.count('failed')} failed, {counts.count('xfailed')} expected "
+                    f"failures, {counts.count('skipped')} skipped"
                 )
             items += nodes.list_item("", nodes.paragraph(text=text))
         return items
