@@ -18,11 +18,11 @@ __all__ = ["DillUnsupportedError", "ErrorRecorder", "report_unraisable"]
 
 
 class DillUnsupportedError(AttributeError):
-    """The installed :mod:`dill` cannot pickle code on this Python version.
+    """The installed ``dill`` cannot pickle code on this Python version.
 
     Raised where the :mod:`multiprocess` backend pickles a function by value
     (starting a spawn or forkserver child, sending a task to a pool), in the
-    parent, in place of the :exc:`AttributeError` that :mod:`dill` raises
+    parent, in place of the :exc:`AttributeError` that ``dill`` raises
     from deep inside the pickler (dill 0.4.1 on Python 3.15: ``'code' object
     has no attribute 'co_lnotab'``); that error is its ``__cause__``. It is an
     :exc:`AttributeError`, so code that caught the plain error still does.
