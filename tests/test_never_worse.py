@@ -172,6 +172,47 @@ def test_saved_stream_references_keep_working(run_script: RunScript) -> None:
         assert run.stdout.split().count("saved-out") == 3, run.explain()
 
 
+STREAM_HOLDING_LIBRARIES = (
+    PARENT_THREAD
+    + """
+import structlog
+import tqdm
+from loguru import logger  # its default sink keeps the sys.stderr of import time
+
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+log = structlog.get_logger()
+
+def child():
+    log.info("structlog-line")
+    logger.info("loguru-line")
+    for _ in tqdm.tqdm(range(3), desc="tqdm-bar", mininterval=0):
+        pass
+    mark("child-done")
+
+if __name__ == "__main__":
+    for _ in range(2):  # the same for a later child
+        p = ctx().Process(target=child)
+        p.start()
+        p.join(30)
+        mark("exitcode", p.exitcode)
+"""
+)
+
+
+def test_stream_holding_libraries_keep_working(run_script: RunScript) -> None:
+    """The stream-holding libraries (structlog's PrintLogger, loguru, tqdm) hold
+    ``sys.stderr`` from before the fork (with another parent thread
+    running): in every child they write as plain, without errors."""
+    plain, safe = _both(run_script, STREAM_HOLDING_LIBRARIES)
+    assert plain.marks == ["child-done", "exitcode 0"] * 2, plain.explain()
+    _assert_same(plain, safe)
+    for run in (plain, safe):
+        for line in ("structlog-line", "loguru-line", "tqdm-bar"):
+            assert run.stderr.count(line) >= 2, run.explain()
+    assert safe.stderr.count("tqdm-bar") == plain.stderr.count("tqdm-bar"), safe.explain()
+    assert "Error" not in safe.stderr, safe.explain()
+
+
 NO_THREAD_LEFT = """
 import threading, warnings
 
