@@ -100,6 +100,39 @@ if __name__ == "__main__":
     assert len(_assert_each_worker_finalized(run.marks, run.explain())) >= 6
 
 
+def test_recycled_workers_report_their_real_exit_code(run_script: RunScript) -> None:
+    """Workers recycled by maxtasksperchild are reaped by the pool's own
+    thread while safeproc collects their reports: every report carries the
+    exit code the worker really had (0), never one read from a half-reaped
+    process (forkserver's 255), and no worker is reported twice or missed."""
+    run = run_script(
+        """
+def worker_pid(x):
+    return os.getpid()
+
+if __name__ == "__main__":
+    policy = safe_mp.CleanupPolicy(report=True)
+    pool = ctx().Pool(2, maxtasksperchild=1, cleanup=policy)
+    ran = set(pool.map(worker_pid, range(40), chunksize=1))
+    pool.close()
+    pool.join()
+    reports = pool.cleanup_reports()
+    reported = [r.pid for r in reports]
+    mark("ran", len(ran), "twice", len(reported) - len(set(reported)))
+    mark("missed", len(ran - set(reported)))
+    mark("exitcodes", sorted({r.exitcode for r in reports}))
+    mark("triggers", sorted({r.trigger for r in reports}))
+"""
+    )
+    assert run.returncode == 0, run.explain()
+    assert run.marks == [
+        "ran 40 twice 0",
+        "missed 0",
+        "exitcodes [0]",
+        "triggers ['exit']",
+    ], run.explain()
+
+
 def test_terminate_while_busy_with_sigterm_cleanup(run_script: RunScript) -> None:
     """terminate() of busy workers with sigterm="cleanup": each worker
     finalizes, dies by SIGTERM, and reports the sigterm trigger."""
