@@ -114,3 +114,35 @@ def test_hung_cleanup_after_sigterm_still_dies_by_sigterm(run_script: RunScript)
     marks = dict(m.split(" ", 1) for m in run.marks)
     assert marks["exitcode"] == str(-signal.SIGTERM), run.explain()
     assert float(marks["elapsed"]) < 5, run.explain()
+
+
+def test_sigterm_during_the_exit_sequence_dies_by_sigterm(run_script: RunScript) -> None:
+    """terminate() while the child's own atexit handler runs (after its
+    target returned): the handler finishes, the rest of the sequence runs,
+    and the child dies by SIGTERM (-15), as terminate() promises, never by
+    the deadline's SIGALRM (-14)."""
+    run = run_script(
+        """
+        def slow_handler():
+            mark("in-atexit", os.getpid())
+            time.sleep(1.0)
+            mark("atexit-done")
+
+        def child():
+            atexit.register(slow_handler)
+
+        if __name__ == "__main__":
+            policy = safe_mp.CleanupPolicy(sigterm="cleanup", timeout=10)
+            p = ctx().Process(target=child, cleanup=policy)
+            p.start()
+            while not (os.path.exists(MARK) and "in-atexit" in open(MARK).read()):
+                time.sleep(0.01)
+            p.terminate()
+            p.join(60)
+            mark("exitcode", p.exitcode)
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    marks = dict(m.split(" ", 1) if " " in m else (m, "") for m in run.marks)
+    assert "atexit-done" in marks, run.explain()
+    assert marks["exitcode"] == str(-signal.SIGTERM), run.explain()
