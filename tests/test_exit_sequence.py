@@ -550,3 +550,49 @@ def test_files_archives_and_databases_end_as_in_their_own_program(
     assert marks["exitcode"] == "0", run.explain()
     assert marks["own"] == "[1000, 'zip-payload', [], 0]", run.explain()
     assert marks["safe"] == marks["own"], run.explain()
+
+
+OTHER_BACKEND_FINALIZE = """
+import importlib
+
+other = importlib.import_module(
+    "multiprocessing.util" if BACKEND == "multiprocess" else "multiprocess.util"
+)
+
+class Resource:
+    pass
+
+def child():
+    global resource
+    resource = Resource()
+    # What a library on the other backend registers (a Manager, a pool, a
+    # shared_memory tracker): it runs at a normal interpreter exit.
+    other.Finalize(resource, mark, args=("other-backend-finalize", os.getpid()), exitpriority=10)
+    mark("child", os.getpid())
+
+if __name__ == "__main__":
+    if sys.argv[-1] == "own":
+        child()  # the same code as its own program
+    else:
+        p = ctx().Process(target=child)
+        p.start()
+        p.join(30)
+        mark("exitcode", p.exitcode)
+"""
+
+
+def test_other_backends_finalizers_run_as_in_their_own_program(run_script: RunScript) -> None:
+    """A child on one backend that registers a ``util.Finalize`` of the other
+    backend gets it run at exit, as the same code run as its own program
+    does (both multiprocessing.util and multiprocess.util run theirs from
+    atexit)."""
+    own = run_script(OTHER_BACKEND_FINALIZE, args_after=("own",))
+    assert own.returncode == 0, own.explain()
+    pid = own.marks[0].split()[1]
+    assert own.marks == [f"child {pid}", f"other-backend-finalize {pid}"], own.explain()
+    safe = run_script(OTHER_BACKEND_FINALIZE)
+    assert safe.returncode == 0, safe.explain()
+    pid = safe.marks[0].split()[1]
+    assert safe.marks == [f"child {pid}", f"other-backend-finalize {pid}", "exitcode 0"], (
+        safe.explain()
+    )
