@@ -97,6 +97,26 @@ def mark(*words):
 
 def ctx():
     return mp.get_context(METHOD)
+
+
+def wait_for_mark(text, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not (os.path.exists(MARK) and text in open(MARK).read()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no mark {{text!r}} after {{timeout}} s")
+        time.sleep(0.01)
+
+
+def own_program_or_child(target):
+    # "own" as the last argument: target runs as this program itself;
+    # otherwise in one child, whose exit code is marked.
+    if sys.argv[-1] == "own":
+        target()
+        return
+    p = ctx().Process(target=target)
+    p.start()
+    p.join(30)
+    mark("exitcode", p.exitcode)
 """
 
 

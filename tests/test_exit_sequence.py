@@ -571,13 +571,7 @@ def child():
     mark("child", os.getpid())
 
 if __name__ == "__main__":
-    if sys.argv[-1] == "own":
-        child()  # the same code as its own program
-    else:
-        p = ctx().Process(target=child)
-        p.start()
-        p.join(30)
-        mark("exitcode", p.exitcode)
+    own_program_or_child(child)
 """
 
 
