@@ -234,8 +234,9 @@ def _flush_one(f: Any) -> int:  # noqa: ANN401 - a buffered or text file
         return 0  # "reentrant call": a signal interrupted a write to it
     except (OSError, ValueError):
         # What a normal exit does with a file whose flush fails while it is
-        # finalized: says so in dev mode only, and always from 3.15.
-        if sys.flags.dev_mode or sys.version_info >= (3, 15):
+        # finalized: says so in dev mode only, and always from 3.13 (io's
+        # finalizer logs close() errors since then).
+        if sys.flags.dev_mode or sys.version_info >= (3, 13):
             report_unraisable("Exception ignored while flushing file", f)
         return 0
     return 1
