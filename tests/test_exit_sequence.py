@@ -543,13 +543,24 @@ def test_files_archives_and_databases_end_as_in_their_own_program(
     """Gzip and zip writers, a NamedTemporaryFile and an uncommitted sqlite
     transaction the child never closed end as they do when the same code
     runs as its own program: readable archives, the temporary file removed,
-    the transaction rolled back and its journal gone."""
+    the transaction rolled back and its journal gone.
+
+    From 3.14 the interpreter's own exit can lose the gzip data: at module
+    teardown the GzipFile dies before the text wrapper above it flushes
+    into it ("RuntimeError: lost gzip_file", then EOFError on reading).
+    safeproc closes the wrapper first, while every module works, so the
+    child's archive stays readable there: that one difference is cleanup
+    done right, never less than the program's own exit."""
     run = run_script(OWN_PROGRAM_RESOURCES)
     assert run.returncode == 0, run.explain()
     marks = dict(m.split(" ", 1) for m in run.marks)
     assert marks["exitcode"] == "0", run.explain()
-    assert marks["own"] == "[1000, 'zip-payload', [], 0]", run.explain()
-    assert marks["safe"] == marks["own"], run.explain()
+    readable = "[1000, 'zip-payload', [], 0]"
+    assert marks["safe"] == readable, run.explain()
+    if sys.version_info >= (3, 14):
+        assert marks["own"] in (readable, "['EOFError', 'zip-payload', [], 0]"), run.explain()
+    else:
+        assert marks["own"] == readable, run.explain()
 
 
 OTHER_BACKEND_FINALIZE = """
