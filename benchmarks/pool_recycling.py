@@ -40,13 +40,13 @@ def _parent_state() -> dict[str, float]:
     }
 
 
-def _run_one(mode: str, workers: int, every: int, method: str) -> None:
+def _run_one(mode: str, workers: int, every: int, method: str, *, report: bool) -> None:
     """Run one pool; print one JSON line of the parent's state every *every* workers."""
     if mode == "safe":
         import safeproc.stdlib as mp  # noqa: PLC0415 - not in spawned workers
 
         pool = mp.get_context(method).Pool(
-            2, maxtasksperchild=1, cleanup=mp.CleanupPolicy(report=True)
+            2, maxtasksperchild=1, cleanup=mp.CleanupPolicy(report=report)
         )
     else:
         pool = multiprocessing.get_context(method).Pool(2, maxtasksperchild=1)
@@ -55,7 +55,7 @@ def _run_one(mode: str, workers: int, every: int, method: str) -> None:
             for start in range(0, every, 100):
                 pool.map(_task, range(min(100, every - start)), chunksize=1)
             state = _parent_state()
-            if mode == "safe":
+            if mode == "safe" and report:
                 state["reports"] = len(pool.cleanup_reports())
             print(json.dumps({"workers": done, **state}), flush=True)
         pool.close()
@@ -68,12 +68,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=10_000)
     parser.add_argument("--every", type=int, default=1_000)
     parser.add_argument("--method", default="fork", choices=["fork", "forkserver", "spawn"])
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="the default policy (no reports) instead of report=True",
+    )
     parser.add_argument("--only", choices=["plain", "safe"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        _run_one(args.only, args.workers, args.every, args.method)
+        _run_one(args.only, args.workers, args.every, args.method, report=not args.no_report)
         return
     base = [sys.executable, __file__, "--workers", str(args.workers), "--every", str(args.every)]
+    if args.no_report:
+        base.append("--no-report")
     procs = {
         mode: subprocess.Popen(
             [*base, "--method", args.method, "--only", mode], stdout=subprocess.PIPE, text=True
@@ -90,7 +97,7 @@ def main() -> None:
         p, s = json.loads(plain_line), json.loads(safe_line)
         print(
             f"{p['workers']:>8} | {p['fds']:>5} {p['threads']:>7} {p['rss_mib']:>6} | "
-            f"{s['fds']:>5} {s['threads']:>7} {s['rss_mib']:>6} {s['reports']:>8}",
+            f"{s['fds']:>5} {s['threads']:>7} {s['rss_mib']:>6} {s.get('reports', '-'):>8}",
             flush=True,
         )
     for proc in procs.values():
