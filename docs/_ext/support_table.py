@@ -248,7 +248,7 @@ def _cell(outcomes: list[str]) -> nodes.paragraph:
     elif passed:
         text, cls = f"✓ {passed}", "support-pass"
         if xfailed:
-            text += f", {xfailed} expected failures"
+            text += f", {xfailed} expected failure{'s' if xfailed > 1 else ''}"
     elif xfailed:
         text, cls = f"expected failures ({xfailed})", "support-xfail"
     else:
