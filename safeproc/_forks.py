@@ -96,8 +96,7 @@ def _starting_method() -> str | None:
 # "disabled by the program".  So _pausing is non-empty whenever the pause is
 # in effect: a thread joins it before disabling and leaves it only after the
 # last one re-enabled, and the lock makes "am I the last one" and the
-# re-enable one step.
-_pause_lock = threading.Lock()
+# re-enable one step (_pause_lock, reset in every child with the other locks).
 
 
 def _before_fork() -> None:
@@ -121,7 +120,6 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     global _paused_in_child  # noqa: PLW0603 - once per child
-    _pause_lock._at_fork_reinit()  # type: ignore[attr-defined]
     for lock in _locks:
         lock._at_fork_reinit()
     if _pausing:
@@ -157,6 +155,9 @@ def reinit_after_fork(lock: Any) -> Any:  # noqa: ANN401 - a threading lock or c
     """
     _locks.append(lock)
     return lock
+
+
+_pause_lock = reinit_after_fork(threading.Lock())
 
 
 os.register_at_fork(

@@ -42,7 +42,7 @@ def test_every_module_lock_is_reset_after_fork() -> None:
     resets: another parent thread may hold it at the fork, and the child would
     wait for it forever."""
     modules = list(_safeproc_modules())  # importing registers their locks
-    registered = {id(lock) for lock in _forks._locks} | {id(_forks._pause_lock)}
+    registered = {id(lock) for lock in _forks._locks}
     module_locks = {
         f"{module.__name__}.{name}": value
         for module in modules
@@ -58,7 +58,7 @@ def test_every_module_lock_is_reset_after_fork() -> None:
 def test_locks_held_by_another_thread_are_free_in_a_forked_child() -> None:
     """Hold every registered lock in a parent thread, fork: the child
     acquires each of them at once."""
-    locks = [*_forks._locks, _forks._pause_lock]
+    locks = list(_forks._locks)
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
