@@ -73,7 +73,15 @@ if BACKEND == "multiprocess":
 else:
     import safeproc.stdlib as safe_mp
     import multiprocessing as plain_mp
-mp = plain_mp if os.environ.get("SAFEPROC_TEST_PLAIN") else safe_mp
+# How the program is made safe (tests/test_never_worse.py runs every way):
+# "swap" imports safeproc in place of the library, "install" calls
+# safeproc.install() and uses the plain library, "run" is started as
+# ``python -m safeproc run scenario.py``; "plain" is the plain library alone.
+MODE = os.environ.get("SAFEPROC_TEST_MODE", "swap")
+SAFE = MODE != "plain"
+mp = safe_mp if MODE == "swap" else plain_mp
+if MODE == "install":
+    safe_mp.install()
 if BACKEND == "multiprocess" or "multiprocess" in sys.modules:
     import dill as _dill, types as _types
     try:
@@ -142,16 +150,24 @@ class Run:
     stdout: str
     stderr: str
     marks: list[str]
+    #: How it was run: "plain", "swap", "install" or "run" (see SCRIPT_HEADER).
+    mode: str = "swap"
 
     def explain(self) -> str:
         """Everything the program left, for assertion messages."""
         return (
-            f"returncode={self.returncode}\n--- stdout\n{self.stdout}"
+            f"mode={self.mode} returncode={self.returncode}\n--- stdout\n{self.stdout}"
             f"--- stderr\n{self.stderr}--- marks\n" + "\n".join(self.marks)
         )
 
 
 RunScript = Callable[..., Run]
+
+#: Every way to run a scenario program (see SCRIPT_HEADER).
+MODES = ("plain", "swap", "install", "run")
+#: What comes between the interpreter's options and the script, per mode.
+RUNNER: dict[str, tuple[str, ...]] = {"run": ("-m", "safeproc", "run")}
+RUNNER.update(dict.fromkeys(("plain", "swap", "install"), ()))
 
 
 def _token_processes(token: str) -> list[psutil.Process]:
@@ -192,6 +208,7 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
         body: str,
         *,
         plain: bool = False,
+        mode: str = "swap",
         timeout: float = 60.0,
         args: tuple[str, ...] = (),
         args_after: tuple[str, ...] = (),
@@ -215,6 +232,12 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
         child_env.update(env or {})
         child_env["SAFEPROC_TEST_TOKEN"] = token
         child_env.pop("SAFEPROC_TEST_PLAIN", None)
+        if plain:
+            mode = "plain"
+        if mode not in MODES:
+            msg = f"mode must be one of {MODES}, got {mode!r}"
+            raise ValueError(msg)
+        child_env["SAFEPROC_TEST_MODE"] = mode
         # Buffering is part of what the tests observe: -u asks for it.
         child_env.pop("PYTHONUNBUFFERED", None)
         if plain:
@@ -222,7 +245,7 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
         out_path = tmp_path / "stdout.txt"
         with open(out_path, "w+b") as out_file:
             proc = subprocess.Popen(
-                [sys.executable, *args, str(script), *args_after],
+                [sys.executable, *args, *RUNNER[mode], str(script), *args_after],
                 cwd=tmp_path,
                 env=child_env,
                 stdin=subprocess.DEVNULL,
@@ -250,6 +273,7 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
             stdout=stdout.decode(errors="replace"),
             stderr=stderr.decode(errors="replace"),
             marks=marks,
+            mode=mode,
         )
         if dill_xfail and not DILL_PICKLES_CODE:
             for failure in (DILL_NOTE, "DillUnsupportedError", "no attribute 'co_lnotab'"):

@@ -1,39 +1,63 @@
 """Never worse than plain: the same program, run plain and under safeproc.
 
-Each scenario is an ordinary multiprocessing program. It runs twice, once
-with the plain library and once with safeproc's drop-in import (under a
-short cleanup deadline, so that anything the deadline could cut is cut),
-and the safe run must give the same exit codes, the same data and no new
-leftovers: only cleanup may be added.
+Each scenario is an ordinary multiprocessing program. It runs once with
+the plain library and then once for each way a user turns safeproc on: the
+drop-in import, ``safeproc.install()`` with the plain library, and
+``python -m safeproc run`` (each under a short cleanup deadline, so that
+anything the deadline could cut is cut). Every safe run must give the same
+exit codes, the same data and no new leftovers: only cleanup may be added.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from conftest import Run, RunScript
+
+#: Every way a user turns safeproc on (tests/conftest.py's MODES).
+SAFE_MODES = ("swap", "install", "run")
+
+#: safeproc's own exit steps, the only ones its deadline bounds.
+SAFEPROC_STEPS = {"atexit", "backends", "finalizers", "gc", "logging", "files", "stdio"}
+DEADLINE_MESSAGE = re.compile(
+    r"safeproc: the cleanup deadline of [\d.]+ s expired in child \d+ \(.*?\) during step '(\w+)'"
+)
 
 #: A deadline far shorter than the plain library's own exit work below.
 SHORT_DEADLINE = """
-if mp is safe_mp:
+if SAFE:
     safe_mp.set_default_cleanup(safe_mp.CleanupPolicy(timeout=0.3))
 """
 
 
-def _both(run_script: RunScript, body: str, **kwargs: object) -> tuple[Run, Run]:
+def _both(
+    run_script: RunScript, body: str, modes: Sequence[str] = SAFE_MODES, **kwargs: object
+) -> tuple[Run, list[Run]]:
+    """Run *body* plain, then safe in each of *modes* (by default all three
+    ways a user turns safeproc on: the import swap, ``install()``, ``run``)."""
     plain = run_script(SHORT_DEADLINE + body, plain=True, **kwargs)
-    safe = run_script(SHORT_DEADLINE + body, **kwargs)
-    return plain, safe
+    safes = [run_script(SHORT_DEADLINE + body, mode=mode, **kwargs) for mode in modes]
+    return plain, safes
 
 
-def _assert_same(plain: Run, safe: Run) -> None:
+def _assert_same(plain: Run, safes: list[Run]) -> None:
     assert plain.returncode == 0, plain.explain()
-    assert safe.returncode == plain.returncode, safe.explain()
-    assert safe.marks == plain.marks, f"plain:\n{plain.explain()}\nsafe:\n{safe.explain()}"
-    assert "deadline" not in safe.stderr, safe.explain()
+    for safe in safes:
+        assert safe.returncode == plain.returncode, safe.explain()
+        assert safe.marks == plain.marks, f"plain:\n{plain.explain()}\nsafe:\n{safe.explain()}"
+        # The deadline starts with safeproc's own steps: the plain library's
+        # exit work (the marks above) is never cut. A loaded machine can
+        # stretch one of those steps past 0.3 s; the child then still ends
+        # as plain (the exit codes above), and the message names the step.
+        expired = DEADLINE_MESSAGE.findall(safe.stderr)
+        assert set(expired) <= SAFEPROC_STEPS, safe.explain()
+        assert len(expired) == safe.stderr.count("cleanup deadline"), safe.explain()
 
 
 QUEUE_SLOW_READER = """
@@ -59,9 +83,9 @@ if __name__ == "__main__":
 def test_queue_producer_with_a_slow_reader(run_script: RunScript) -> None:
     """100 items of 256 KiB to a slow reader: the feeder thread's flush at
     exit is the plain library's work; every item arrives, exit code 0."""
-    plain, safe = _both(run_script, QUEUE_SLOW_READER)
+    plain, safes = _both(run_script, QUEUE_SLOW_READER)
     assert plain.marks == ["items 100 True", "exitcode 0"], plain.explain()
-    _assert_same(plain, safe)
+    _assert_same(plain, safes)
 
 
 GRANDCHILD = """
@@ -84,9 +108,9 @@ if __name__ == "__main__":
 def test_non_daemon_grandchild_is_joined(run_script: RunScript) -> None:
     """A non-daemon grandchild that outlives the deadline is joined as
     plain: it finishes, nothing is orphaned."""
-    plain, safe = _both(run_script, GRANDCHILD)
+    plain, safes = _both(run_script, GRANDCHILD)
     assert plain.marks == ["child-returned", "grandchild-done", "exitcode 0"], plain.explain()
-    _assert_same(plain, safe)
+    _assert_same(plain, safes)
 
 
 #: A parent thread alive at every fork: before, this switched stdio handling.
@@ -117,11 +141,11 @@ if __name__ == "__main__":
 
 def test_user_replaced_stdout_keeps_working(run_script: RunScript, start_method: str) -> None:
     """The parent set ``sys.stdout = open(...)``: the child prints to it as plain."""
-    plain, safe = _both(run_script, USER_STDOUT)
+    plain, safes = _both(run_script, USER_STDOUT)
     # Only a forked child inherits the replaced stream.
     log = "['from-child']" if start_method == "fork" else "[]"
     assert plain.marks == ["child-printed", "exitcode 0", f"log {log}"], plain.explain()
-    _assert_same(plain, safe)
+    _assert_same(plain, safes)
 
 
 SAVED_STREAMS = (
@@ -162,10 +186,10 @@ if __name__ == "__main__":
 def test_saved_stream_references_keep_working(run_script: RunScript) -> None:
     """References to sys.stderr/sys.stdout saved before the fork (a sink, a
     logging handler) write in the child as plain, for every child."""
-    plain, safe = _both(run_script, SAVED_STREAMS)
+    plain, safes = _both(run_script, SAVED_STREAMS)
     assert plain.marks == ["child-wrote", "exitcode 0"] * 3, plain.explain()
-    _assert_same(plain, safe)
-    for run in (plain, safe):
+    _assert_same(plain, safes)
+    for run in (plain, *safes):
         assert run.stderr.split().count("saved-err") == 3, run.explain()
         assert run.stderr.split().count("sink") == 3, run.explain()
         assert run.stderr.split().count("logged") == 3, run.explain()
@@ -203,14 +227,15 @@ def test_stream_holding_libraries_keep_working(run_script: RunScript) -> None:
     """The stream-holding libraries (structlog's PrintLogger, loguru, tqdm) hold
     ``sys.stderr`` from before the fork (with another parent thread
     running): in every child they write as plain, without errors."""
-    plain, safe = _both(run_script, STREAM_HOLDING_LIBRARIES)
+    plain, safes = _both(run_script, STREAM_HOLDING_LIBRARIES)
     assert plain.marks == ["child-done", "exitcode 0"] * 2, plain.explain()
-    _assert_same(plain, safe)
-    for run in (plain, safe):
+    _assert_same(plain, safes)
+    for run in (plain, *safes):
         for line in ("structlog-line", "loguru-line", "tqdm-bar"):
             assert run.stderr.count(line) >= 2, run.explain()
-    assert safe.stderr.count("tqdm-bar") == plain.stderr.count("tqdm-bar"), safe.explain()
-    assert "Error" not in safe.stderr, safe.explain()
+    for safe in safes:
+        assert safe.stderr.count("tqdm-bar") == plain.stderr.count("tqdm-bar"), safe.explain()
+        assert "Error" not in safe.stderr, safe.explain()
 
 
 NO_THREAD_LEFT = """
@@ -241,9 +266,9 @@ if __name__ == "__main__":
 def test_terminate_leaves_no_thread_in_the_parent(run_script: RunScript) -> None:
     """After terminate() the parent has no extra thread: a later fork under
     ``-W error`` works as plain."""
-    plain, safe = _both(run_script, NO_THREAD_LEFT, args=("-W", "error"))
+    plain, safes = _both(run_script, NO_THREAD_LEFT, args=("-W", "error"))
     assert plain.marks == ["terminated -15", "threads 1", "exitcode 0"], plain.explain()
-    _assert_same(plain, safe)
+    _assert_same(plain, safes)
 
 
 POOL_RECYCLING = """
@@ -279,9 +304,17 @@ if __name__ == "__main__":
 def test_pool_recycling_holds_no_per_worker_resources(run_script: RunScript) -> None:
     """2,000 recycled workers under ``ulimit -n 128``: the pool finishes,
     the parent's fds and threads stay flat, as plain."""
-    plain, safe = _both(run_script, POOL_RECYCLING.format(tasks=2000), timeout=120)
+    plain, safes = _both(
+        run_script, POOL_RECYCLING.format(tasks=2000), modes=("swap",), timeout=120
+    )
+    # install() and run patch the plain Pool's processes: 300 workers under
+    # the same ulimit show any descriptor kept per worker (2 each).
+    safes += [
+        run_script(SHORT_DEADLINE + POOL_RECYCLING.format(tasks=300), mode=mode, timeout=60)
+        for mode in ("install", "run")
+    ]
     assert plain.marks[:2] == ["fds-growth True", "threads 1"], plain.explain()
-    _assert_same(plain, safe)
+    _assert_same(plain, safes)
 
 
 PLAIN_FORKSERVER_CHILD = """
@@ -303,7 +336,7 @@ def child():
     mark("plain-child", os.getpid())
 
 if __name__ == "__main__":
-    if mp is safe_mp:
+    if SAFE:
         # A safe child first: safeproc is in the shared server from now on.
         p = safe_mp.get_context("forkserver").Process(target=noop)
         p.start()
@@ -323,7 +356,9 @@ def _marks_of(run: Run, pid: str) -> list[str]:
 def test_plain_forkserver_child_is_untouched_by_safeproc(run_script: RunScript) -> None:
     """A plain child of a forkserver safeproc also uses runs exactly as
     without safeproc: none of the server's finalizers, no other change."""
-    plain, safe = _both(run_script, PLAIN_FORKSERVER_CHILD)
+    # Only the import swap leaves plain children plain: install() and run
+    # make every child safe.
+    plain, (safe,) = _both(run_script, PLAIN_FORKSERVER_CHILD, modes=("swap",))
     pids = []
     for run in (plain, safe):
         exits = [m.split() for m in run.marks if m.startswith("exitcode")]
@@ -343,7 +378,7 @@ def child(ready):
     time.sleep(60)
 
 if __name__ == "__main__":
-    if mp is safe_mp:
+    if SAFE:
         safe_mp.set_default_cleanup(safe_mp.CleanupPolicy(sigterm="cleanup"))
     signal.signal(signal.SIGTERM, handler)  # inherited by the child
     ready = ctx().Event()
@@ -365,9 +400,10 @@ if __name__ == "__main__":
 def test_user_sigterm_handler_wins(run_script: RunScript) -> None:
     """A SIGTERM handler the parent installed before the fork is the child's:
     under ``sigterm="cleanup"`` it still decides the exit code, as plain."""
-    plain, safe = _both(run_script, USER_SIGTERM_HANDLER)
+    plain, safes = _both(run_script, USER_SIGTERM_HANDLER)
     assert plain.marks[-1].startswith("exitcode"), plain.explain()
-    assert safe.marks == plain.marks, safe.explain()
+    for safe in safes:
+        assert safe.marks == plain.marks, safe.explain()
 
 
 BASICCONFIG_FORCE = """
@@ -393,10 +429,11 @@ if __name__ == "__main__":
 def test_basicconfig_force_in_the_child(run_script: RunScript) -> None:
     """``logging.basicConfig(force=True, handlers=...)`` in a child frees an
     inherited handler: the record still reaches the file, no error."""
-    plain, safe = _both(run_script, BASICCONFIG_FORCE)
+    plain, safes = _both(run_script, BASICCONFIG_FORCE)
     assert plain.marks == ["exitcode 0", "log ['INFO:root:child-record']"], plain.explain()
-    _assert_same(plain, safe)
-    assert "Exception" not in safe.stderr, safe.explain()
+    _assert_same(plain, safes)
+    for safe in safes:
+        assert "Exception" not in safe.stderr, safe.explain()
 
 
 #: Python installs its SIGINT handler only where SIGINT is not ignored at
@@ -438,10 +475,11 @@ if __name__ == "__main__":
 def test_ctrl_c_during_join(run_script: RunScript) -> None:
     """SIGINT to the process group during ``join()``: the parent gets
     KeyboardInterrupt and the child ends, as plain."""
-    plain, safe = _both(run_script, CTRL_C_DURING_JOIN, timeout=60)
+    plain, safes = _both(run_script, CTRL_C_DURING_JOIN, timeout=60)
     assert plain.marks[0] == "interrupted", plain.explain()
-    assert safe.marks == plain.marks, safe.explain()
-    assert safe.returncode == plain.returncode, safe.explain()
+    for safe in safes:
+        assert safe.marks == plain.marks, safe.explain()
+        assert safe.returncode == plain.returncode, safe.explain()
 
 
 DROPPED_POOL = """
@@ -475,10 +513,11 @@ if __name__ == "__main__":
 def test_pool_dropped_without_close_ends_as_plain(run_script: RunScript) -> None:
     """A pool dropped without close() is collected and ends its workers and
     threads, without errors, as plain."""
-    plain, safe = _both(run_script, DROPPED_POOL)
+    plain, safes = _both(run_script, DROPPED_POOL)
     assert plain.marks == ["children 0", "threads 1"], plain.explain()
-    _assert_same(plain, safe)
-    assert "Error" not in safe.stderr, safe.explain()
+    _assert_same(plain, safes)
+    for safe in safes:
+        assert "Error" not in safe.stderr, safe.explain()
 
 
 MODULE_GLOBAL_DEL = """
@@ -506,9 +545,10 @@ def test_child_module_global_is_finalized(run_script: RunScript) -> None:
     the child, while its modules still work. Plain never does in a forked
     child; a plain spawned child does only after tearing every module down,
     when ``mark`` is gone (its ``__del__`` fails silently)."""
-    plain, safe = _both(run_script, MODULE_GLOBAL_DEL)
+    plain, safes = _both(run_script, MODULE_GLOBAL_DEL)
     assert plain.marks == ["exitcode 0"], plain.explain()
-    assert safe.marks == ["del True", "exitcode 0"], safe.explain()
+    for safe in safes:
+        assert safe.marks == ["del True", "exitcode 0"], safe.explain()
 
 
 #: Ordinary programs whose plain run defines the answer: the safe run must
@@ -613,6 +653,121 @@ if __name__ == "__main__":
         p.join(30)
         mark(target.__name__, p.exitcode)
 """,
+    "queue-fast-reader": """
+def produce(q):
+    for i in range(2000):
+        q.put(i)
+    q.put(None)
+
+if __name__ == "__main__":
+    q = ctx().Queue()
+    p = ctx().Process(target=produce, args=(q,))
+    p.start()
+    total = 0
+    for item in iter(lambda: q.get(timeout=30), None):
+        total += item
+    p.join(30)
+    mark("total", total, "exitcode", p.exitcode)
+""",
+    "non-daemon-thread": """
+import threading
+
+def child():
+    def work():
+        time.sleep(1.0)  # longer than the cleanup deadline: plain joins it
+        mark("thread-done")
+    threading.Thread(target=work).start()
+    mark("child-returned")
+
+if __name__ == "__main__":
+    p = ctx().Process(target=child)
+    p.start()
+    p.join(30)
+    mark("exitcode", p.exitcode)
+""",
+    "zip-import": """
+import zipfile
+
+def child(q):
+    import zipped_helper
+    q.put(zipped_helper.double(21))
+
+if __name__ == "__main__":
+    with zipfile.ZipFile("helpers.zip", "w") as z:
+        z.writestr("zipped_helper.py", "def double(x):\\n    return 2 * x\\n")
+    sys.path.insert(0, os.path.abspath("helpers.zip"))
+    import zipped_helper
+    mark("parent", zipped_helper.double(2))
+    q = ctx().Queue()
+    p = ctx().Process(target=child, args=(q,))
+    p.start()
+    mark("child", q.get(timeout=30))
+    p.join(30)
+    mark("exitcode", p.exitcode)
+""",
+    "logging-to-a-queue": """
+import logging
+import logging.handlers
+
+def child(q):
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(q)]
+    root.setLevel(logging.INFO)
+    for i in range(20):
+        logging.getLogger("child").info("record %d", i)
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+if __name__ == "__main__":
+    q = ctx().Queue()
+    collect = Collect()
+    listener = logging.handlers.QueueListener(q, collect)
+    listener.start()
+    p = ctx().Process(target=child, args=(q,))
+    p.start()
+    p.join(30)
+    listener.stop()
+    mark("records", len(collect.messages), collect.messages[-1])
+    mark("exitcode", p.exitcode)
+""",
+    "pool-task-errors": """
+def fails(x):
+    raise ValueError(f"bad {x}")
+
+def ok(x):
+    return x + 1
+
+if __name__ == "__main__":
+    with ctx().Pool(2) as pool:
+        try:
+            pool.apply_async(fails, (1,)).get(30)
+        except ValueError as e:
+            mark("raised", e)
+        mark("after", sum(pool.imap_unordered(ok, range(50))))
+""",
+    "process-subclass": """
+class Worker(ctx().Process):
+    def __init__(self, q, n):
+        super().__init__()
+        self.q, self.n = q, n
+    def run(self):
+        self.q.put(self.n * 3)
+
+if __name__ == "__main__":
+    q = ctx().Queue()
+    workers = [Worker(q, n) for n in range(4)]
+    for w in workers:
+        w.start()
+    mark("got", sorted(q.get(timeout=30) for _ in workers))
+    for w in workers:
+        w.join(30)
+    mark("exitcodes", [w.exitcode for w in workers])
+""",
     "pool-map-and-executor": """
 import concurrent.futures
 
@@ -632,18 +787,18 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("program", list(CORPUS))
 def test_corpus_program_runs_as_plain(run_script: RunScript, program: str) -> None:
     """Each corpus program gives the same exit codes and data as plain."""
-    plain, safe = _both(run_script, CORPUS[program])
+    plain, safes = _both(run_script, CORPUS[program])
     assert plain.marks, plain.explain()
-    _assert_same(plain, safe)
+    _assert_same(plain, safes)
 
 
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
 @pytest.mark.parametrize("program", ["exit-codes", "pool-map-and-executor", "pipe"])
 def test_corpus_under_warnings_as_errors(run_script: RunScript, program: str) -> None:
     """Under ``-W error`` safeproc adds no warning a plain run does not raise."""
-    plain, safe = _both(run_script, CORPUS[program], args=("-W", "error"))
+    plain, safes = _both(run_script, CORPUS[program], args=("-W", "error"))
     assert plain.marks, plain.explain()
-    _assert_same(plain, safe)
+    _assert_same(plain, safes)
 
 
 CTRL_C_DURING_POOL_MAP = (
@@ -674,10 +829,11 @@ if __name__ == "__main__":
 def test_ctrl_c_during_pool_map(run_script: RunScript) -> None:
     """SIGINT to the process group during ``Pool.map``: KeyboardInterrupt in
     the parent, terminate() ends every worker, as plain."""
-    plain, safe = _both(run_script, CTRL_C_DURING_POOL_MAP, timeout=90)
+    plain, safes = _both(run_script, CTRL_C_DURING_POOL_MAP, timeout=90)
     assert plain.marks == ["interrupted", "children 0"], plain.explain()
-    assert safe.marks == plain.marks, safe.explain()
-    assert safe.returncode == plain.returncode, safe.explain()
+    for safe in safes:
+        assert safe.marks == plain.marks, safe.explain()
+        assert safe.returncode == plain.returncode, safe.explain()
 
 
 OTHER_BACKENDS_MANAGER = """
@@ -703,6 +859,20 @@ if __name__ == "__main__":
 def test_other_backends_manager_in_a_child(run_script: RunScript) -> None:
     """A stdlib Manager a multiprocess child started and never shut down
     ends with the child, as plain: no orphaned manager process."""
-    plain, safe = _both(run_script, OTHER_BACKENDS_MANAGER)
+    plain, safes = _both(run_script, OTHER_BACKENDS_MANAGER)
     assert plain.marks == ["got 1", "exitcode 0"], plain.explain()
-    _assert_same(plain, safe)
+    _assert_same(plain, safes)
+
+
+#: The programs the fault injection draws from (faults/corpus_faults.py):
+#: the corpus, and the scenarios above that need no setup of their own.
+PROGRAMS = {
+    **CORPUS,
+    "queue-slow-reader": QUEUE_SLOW_READER,
+    "grandchild": GRANDCHILD,
+    "user-stdout": USER_STDOUT,
+    "saved-streams": SAVED_STREAMS,
+    "basicconfig-force": BASICCONFIG_FORCE,
+    "dropped-pool": DROPPED_POOL,
+    "module-global-del": MODULE_GLOBAL_DEL,
+}

@@ -133,6 +133,38 @@ if __name__ == "__main__":
     ], run.explain()
 
 
+def test_cleanup_reports_clear_keeps_only_uncollected_reports(run_script: RunScript) -> None:
+    """``cleanup_reports(clear=True)`` hands each report out once: a
+    long-lived recycling pool collects them as it goes, nothing is lost or
+    repeated, and the pool then holds none."""
+    run = run_script(
+        """
+def worker_pid(x):
+    return os.getpid()
+
+if __name__ == "__main__":
+    pool = ctx().Pool(2, maxtasksperchild=1, cleanup=safe_mp.CleanupPolicy(report=True))
+    ran = set(pool.map(worker_pid, range(20), chunksize=1))
+    first = pool.cleanup_reports(clear=True)
+    ran |= set(pool.map(worker_pid, range(20), chunksize=1))
+    pool.close()
+    pool.join()
+    second = pool.cleanup_reports(clear=True)
+    reported = [r.pid for r in first + second]
+    # A replacement worker may start and end without a task: 40 or more.
+    mark("first", len(first) > 0, "at-least-40", len(reported) >= 40)
+    mark("repeated", len(reported) - len(set(reported)))
+    mark("missed", len(ran - set(reported)), "left", len(pool.cleanup_reports()))
+"""
+    )
+    assert run.returncode == 0, run.explain()
+    assert run.marks == [
+        "first True at-least-40 True",
+        "repeated 0",
+        "missed 0 left 0",
+    ], run.explain()
+
+
 def test_terminate_while_busy_with_sigterm_cleanup(run_script: RunScript) -> None:
     """terminate() of busy workers with sigterm="cleanup": each worker
     finalizes, dies by SIGTERM, and reports the sigterm trigger."""
