@@ -13,6 +13,7 @@ missing is reported and its sessions skipped.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -206,15 +207,23 @@ def clients(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def faults(session: nox.Session) -> None:
-    """Seeded fault injection: 1,000 random child runs, checked from outside.
+    """Seeded fault injection, then the never-worse corpus under faults.
 
-    The seed is printed first; ``nox -s faults -- --seed N`` (or
-    ``SAFEPROC_FAULTS_SEED=N``) reproduces a run, ``-- --seed N --only I``
-    one case, ``-- --runs 5000`` draws more. Another Python:
-    ``nox -s faults --force-python 3.13``. See ``faults/run_faults.py``.
+    1,000 random child runs, checked from outside; then 60 programs of the
+    never-worse corpus under drawn policies and cleanup faults, each run
+    plain and safe and compared.
+
+    The seed (one for both) is printed first; ``SAFEPROC_FAULTS_SEED=N``
+    reproduces a run. Options after ``--`` go to ``faults/run_faults.py``
+    (``-- --seed N --only I`` one case, ``-- --runs 5000`` more); a corpus
+    case reruns alone with ``python faults/corpus_faults.py --seed N --only I``.
+    Another Python: ``nox -s faults --force-python 3.13``.
     """
-    session.install(".", "psutil")
-    session.run("python", "faults/run_faults.py", *session.posargs)
+    session.install(".[tests]")  # the corpus runner reads tests/conftest.py
+    seed = os.environ.get("SAFEPROC_FAULTS_SEED") or str(random.SystemRandom().randrange(2**32))
+    env = {"SAFEPROC_FAULTS_SEED": seed}
+    session.run("python", "faults/run_faults.py", *session.posargs, env=env)
+    session.run("python", "faults/corpus_faults.py", env=env)
 
 
 @nox.session(python="3.11")
