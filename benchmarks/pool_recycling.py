@@ -10,6 +10,10 @@ two parents side by side every ``--every`` workers::
 
     python benchmarks/pool_recycling.py --workers 10000 --method fork
 
+``--collect`` takes the reports as it goes, as a long-lived pool should
+(``cleanup_reports(clear=True)``): the pool then holds only those not yet
+collected, and the "reports" column counts all collected so far.
+
 Only the standard library is imported at module level: spawned workers
 import this file as ``__mp_main__``.
 """
@@ -40,7 +44,9 @@ def _parent_state() -> dict[str, float]:
     }
 
 
-def _run_one(mode: str, workers: int, every: int, method: str, *, report: bool) -> None:
+def _run_one(  # noqa: PLR0913 - the benchmark's options
+    mode: str, workers: int, every: int, method: str, *, report: bool, collect: bool
+) -> None:
     """Run one pool; print one JSON line of the parent's state every *every* workers."""
     if mode == "safe":
         import safeproc.stdlib as mp  # noqa: PLC0415 - not in spawned workers
@@ -50,13 +56,16 @@ def _run_one(mode: str, workers: int, every: int, method: str, *, report: bool) 
         )
     else:
         pool = multiprocessing.get_context(method).Pool(2, maxtasksperchild=1)
+    collected = 0
     with pool:
         for done in range(every, workers + 1, every):
             for start in range(0, every, 100):
                 pool.map(_task, range(min(100, every - start)), chunksize=1)
+            if mode == "safe" and report and collect:
+                collected += len(pool.cleanup_reports(clear=True))
             state = _parent_state()
             if mode == "safe" and report:
-                state["reports"] = len(pool.cleanup_reports())
+                state["reports"] = collected if collect else len(pool.cleanup_reports())
             print(json.dumps({"workers": done, **state}), flush=True)
         pool.close()
         pool.join()
@@ -73,14 +82,28 @@ def main() -> None:
         action="store_true",
         help="the default policy (no reports) instead of report=True",
     )
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="collect the reports every --every workers with cleanup_reports(clear=True)",
+    )
     parser.add_argument("--only", choices=["plain", "safe"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        _run_one(args.only, args.workers, args.every, args.method, report=not args.no_report)
+        _run_one(
+            args.only,
+            args.workers,
+            args.every,
+            args.method,
+            report=not args.no_report,
+            collect=args.collect,
+        )
         return
     base = [sys.executable, __file__, "--workers", str(args.workers), "--every", str(args.every)]
     if args.no_report:
         base.append("--no-report")
+    if args.collect:
+        base.append("--collect")
     procs = {
         mode: subprocess.Popen(
             [*base, "--method", args.method, "--only", mode], stdout=subprocess.PIPE, text=True

@@ -166,15 +166,22 @@ class _SafePoolMixin:
         workers = list(self._pool)  # type: ignore[attr-defined]
         return [w for w in workers if w._popen is not None and not has_ended(w._popen)]
 
-    def cleanup_reports(self) -> list[CleanupReport]:
+    def cleanup_reports(self, *, clear: bool = False) -> list[CleanupReport]:
         """Return the cleanup reports of the workers the pool has reaped so far.
 
         Workers report only when the pool's policy has ``report=True``. Every
         worker is reaped by ``close()`` and ``join()``, by ``terminate()``,
         and, while the pool runs, soon after it exits.
+
+        :param clear: also forget the reports returned, so that a long-lived
+            pool that recycles workers (``maxtasksperchild``) keeps only the
+            reports not yet collected; the next call returns only newer ones.
         """
         with self._safeproc_reports.lock:
-            return list(self._safeproc_reports.reports)
+            reports = list(self._safeproc_reports.reports)
+            if clear:
+                self._safeproc_reports.reports.clear()
+            return reports
 
 
 #: Seconds the stock terminate may take before safeproc signals workers itself.
