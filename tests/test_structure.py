@@ -186,6 +186,16 @@ def test_circles_are_found_in_every_import_form(tmp_path: pathlib.Path) -> None:
     assert find_cycles(graph) == [["pkg._a", "pkg._b", "pkg.sub._c", "pkg._a"]]
 
 
+def test_no_module_is_longer_than_a_reader_can_hold() -> None:
+    """Every module stays under the line limit (see MAX_MODULE_LINES)."""
+    too_long = {}
+    for name, path in _module_files(PACKAGE_DIR).items():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > LONGER_ON_PURPOSE.get(name, MAX_MODULE_LINES):
+            too_long[name] = lines
+    assert too_long == {}
+
+
 # -- the namespaces' names -------------------------------------------------------
 
 
