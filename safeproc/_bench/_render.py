@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from safeproc._bench._config import (
@@ -21,7 +22,15 @@ from safeproc._bench._format import fmt_heap, fmt_kib, fmt_ms, fmt_ratio
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["render", "to_json"]
+    from safeproc._bench._verdicts import Verdict
+
+__all__ = ["WIDTH", "render", "to_json"]
+
+#: No line of the report is wider: a wider table is split into column
+#: groups (each repeating the columns that name a row), longer text wraps.
+WIDTH = 120
+#: Where a verdict's text starts, after its right-aligned status.
+_VERDICT_INDENT = " " * 14
 
 
 def _spread_ms(stats: dict[str, Any]) -> str:
@@ -30,16 +39,55 @@ def _spread_ms(stats: dict[str, Any]) -> str:
     return f"{fmt_ms(stats['median'])} [{fmt_ms(stats['p25'])}-{fmt_ms(stats['p75'])}]"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, keys: int, width: int = WIDTH
+) -> str:
+    """Align *rows* under *headers*; the first *keys* columns name a row.
+
+    A table wider than *width* is printed as several, one after the other,
+    each with the naming columns and as many of the others as fit.
+    """
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=False)) for row in rows)
-    return "\n".join(lines)
+    groups: list[list[int]] = [[]]
+    used = sum(widths[:keys]) + 2 * (keys - 1)
+    for column in range(keys, len(headers)):
+        if groups[-1] and used + 2 + widths[column] > width:
+            groups.append([])
+            used = sum(widths[:keys]) + 2 * (keys - 1)
+        groups[-1].append(column)
+        used += 2 + widths[column]
+    blocks = []
+    for group in groups:
+        columns = [*range(keys), *group]
+        lines = ["  ".join(headers[i].ljust(widths[i]) for i in columns)]
+        lines.append("  ".join("-" * widths[i] for i in columns))
+        lines.extend("  ".join(row[i].rjust(widths[i]) for i in columns) for row in rows)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
-def render(data: dict[str, Any], analysis: dict[str, Any]) -> str:
-    """Render the human-readable report."""
+def _wrap(text: str, width: int, indent: str) -> list[str]:
+    """Wrap one line to *width*; continuation lines start with *indent*."""
+    if len(text) <= width:
+        return [text]
+    return textwrap.wrap(
+        text, width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=True
+    )
+
+
+def _glance(verdicts: Sequence[Verdict], width: int) -> list[str]:
+    """One line per target: status, target, the deciding figure and its limit."""
+    name_width = max((len(v.name) for v in verdicts), default=0)
+    indent = " " * (2 + 12 + 2 + name_width + 2)
+    lines = []
+    for v in verdicts:
+        line = f"  {v.status.upper():<12}  {v.name:<{name_width}}  {v.measured}"
+        lines += _wrap(line, width, indent)
+    return lines
+
+
+def render(data: dict[str, Any], analysis: dict[str, Any], width: int = WIDTH) -> str:
+    """Render the human-readable report, no line wider than *width*."""
     facts = data["facts"]
     out = [
         f"safeproc bench ({facts['profile']} profile), {facts['date']}",
@@ -73,6 +121,8 @@ def render(data: dict[str, Any], analysis: dict[str, Any]) -> str:
         _table(
             ["method", "heap", "backend", "plain", "safe", "naive", "safe/plain", "naive/safe"],
             rows,
+            keys=3,
+            width=width,
         )
     )
     out += ["", "Cleanup phase inside the child, ms (safe: CleanupReport steps; naive: gc.collect)"]
@@ -104,6 +154,8 @@ def render(data: dict[str, Any], analysis: dict[str, Any]) -> str:
                 "naive/safe",
             ],
             rows,
+            keys=3,
+            width=width,
         )
     )
     names = ("start", "atexit", "finalizers", "gc", "logging", "files", "stdio")
@@ -117,7 +169,7 @@ def render(data: dict[str, Any], analysis: dict[str, Any]) -> str:
         ]
         for r in analysis["cleanup"]
     ]
-    out.append(_table(["method", "heap", "backend", *names], rows))
+    out.append(_table(["method", "heap", "backend", *names], rows, keys=3, width=width))
     out += ["", "Private memory the child added between fork and os._exit, KiB (Private_Dirty)"]
     rows = [
         [
@@ -131,7 +183,8 @@ def render(data: dict[str, Any], analysis: dict[str, Any]) -> str:
         ]
         for r in analysis["memory"]
     ]
-    out.append(_table(["method", "heap", "backend", "plain", "safe", "naive", "safe-plain"], rows))
+    headers = ["method", "heap", "backend", "plain", "safe", "naive", "safe-plain"]
+    out.append(_table(headers, rows, keys=3, width=width))
     if analysis["pool"]:
         out += [
             "",
@@ -173,6 +226,8 @@ def render(data: dict[str, Any], analysis: dict[str, Any]) -> str:
                     "life safe/plain",
                 ],
                 rows,
+                keys=2,
+                width=width,
             )
         )
     if analysis["terminate"]:
@@ -209,13 +264,20 @@ def render(data: dict[str, Any], analysis: dict[str, Any]) -> str:
                     "hung",
                 ],
                 rows,
+                keys=3,
+                width=width,
             )
         )
-    out += ["", "Targets (issue 6):"]
-    out += [v.line() for v in analysis["verdicts"]]
+    out += ["", "Targets, with the figures behind each verdict:"]
+    for verdict in analysis["verdicts"]:
+        out += _wrap(verdict.line(), width, _VERDICT_INDENT)
+    out += ["", "Targets at a glance:", *_glance(analysis["verdicts"], width)]
     if data["errors"]:
         out += ["", "Errors:", *(f"  {e}" for e in data["errors"])]
-    return "\n".join(out)
+    # Tables and verdicts fit already; this wraps the rest (machine facts, titles, errors).
+    return "\n".join(
+        wrapped for line in "\n".join(out).split("\n") for wrapped in _wrap(line, width, "    ")
+    )
 
 
 def to_json(data: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +296,13 @@ def to_json(data: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
         },
         **{k: v for k, v in analysis.items() if k != "verdicts"},
         "verdicts": [
-            {"target": v.target, "status": v.status, "detail": v.detail}
+            {
+                "target": v.target,
+                "name": v.name,
+                "status": v.status,
+                "measured": v.measured,
+                "detail": v.detail,
+            }
             for v in analysis["verdicts"]
         ],
         "errors": data["errors"],

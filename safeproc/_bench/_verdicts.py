@@ -31,8 +31,13 @@ class Verdict:
     target: str
     status: str  # "met", "missed", "not measured", "not verified"
     detail: str
+    #: A few words naming the target, for the summary.
+    name: str = ""
+    #: The figure that decided the verdict, and the limit, in a few words.
+    measured: str = "-"
 
     def line(self) -> str:
+        """Return the verdict with every figure behind it, on one line."""
         return f"{self.status.upper():>12}  {self.target}: {self.detail}"
 
 
@@ -66,8 +71,9 @@ def judge(a: dict[str, Any]) -> list[Verdict]:  # noqa: C901, PLR0912, PLR0915 -
     def latency_target(method: str, heap: int, limit: float, label: str) -> None:
         rows = [r for r in a["latency"] if r["method"] == method and r["heap"] == heap]
         target = f"latency safe/plain, {label} <= {limit:.2f}"
+        name = f"start->join, {label}"
         if not rows:
-            verdicts.append(Verdict(target, "not measured", "not in this profile"))
+            verdicts.append(Verdict(target, "not measured", "not in this profile", name))
             return
         worst = max((r["safe_over_plain"] or math.inf) for r in rows)
         parts = ", ".join(
@@ -79,12 +85,12 @@ def judge(a: dict[str, Any]) -> list[Verdict]:  # noqa: C901, PLR0912, PLR0915 -
         note = _noise_note(
             [(r["safe_over_plain"], r["safe_over_plain_ci95"]) for r in rows], limit, upper=True
         )
+        measured = f"safe/plain {fmt_ratio(worst)}; target <= {limit:.2f}"
         if worst <= limit:
-            verdicts.append(Verdict(target, "met", parts + note))
+            verdicts.append(Verdict(target, "met", parts + note, name, measured))
         else:
-            verdicts.append(
-                Verdict(target, "missed", f"{parts}; over by {worst - limit:.3f}{note}")
-            )
+            detail = f"{parts}; over by {worst - limit:.3f}{note}"
+            verdicts.append(Verdict(target, "missed", detail, name, measured))
 
     for method in ("fork", "forkserver", "spawn"):
         latency_target(method, 0, TARGET_LATENCY_EMPTY[method], f"{method}, empty heap")
@@ -95,8 +101,9 @@ def judge(a: dict[str, Any]) -> list[Verdict]:  # noqa: C901, PLR0912, PLR0915 -
         f"cleanup in the child at 4M objects (fork) <= {TARGET_CLEANUP_4M_SECONDS * 1e3:.0f} ms"
         f" and >= {TARGET_CLEANUP_NAIVE_FACTOR:.0f}x below naive gc.collect()"
     )
+    name = "cleanup in the child, fork, 4M objects"
     if not rows:
-        verdicts.append(Verdict(target, "not measured", "not in this profile"))
+        verdicts.append(Verdict(target, "not measured", "not in this profile", name))
     else:
         ok = True
         parts = []
@@ -110,12 +117,20 @@ def judge(a: dict[str, Any]) -> list[Verdict]:  # noqa: C901, PLR0912, PLR0915 -
                 f" {fmt_ms(r['safe_gc_step']['median'])})"
                 f" vs naive {fmt_ms(r['naive_gc']['median'])} ms = {fmt_ratio(factor)}x"
             )
-        verdicts.append(Verdict(target, "met" if ok else "missed", "; ".join(parts)))
+        slowest = max((r["safe_total"]["median"] or math.inf) for r in rows)
+        least = min((r["naive_over_safe"] or 0.0) for r in rows)
+        measured = (
+            f"{fmt_ms(slowest)} ms, {least:.0f}x below naive; target"
+            f" <= {TARGET_CLEANUP_4M_SECONDS * 1e3:.0f} ms, >= {TARGET_CLEANUP_NAIVE_FACTOR:.0f}x"
+        )
+        status = "met" if ok else "missed"
+        verdicts.append(Verdict(target, status, "; ".join(parts), name, measured))
 
     target = f"extra private memory per child (safe - plain) <= {TARGET_EXTRA_PRIVATE_KIB} KiB"
     mem = [r for r in a["memory"] if r["safe_minus_plain"] is not None]
+    name = "extra private memory per child"
     if not mem:
-        verdicts.append(Verdict(target, "not measured", "no /proc and no psutil"))
+        verdicts.append(Verdict(target, "not measured", "no /proc and no psutil", name))
     else:
         parts = []
         for method in dict.fromkeys(r["method"] for r in mem):
@@ -129,11 +144,13 @@ def judge(a: dict[str, Any]) -> list[Verdict]:  # noqa: C901, PLR0912, PLR0915 -
             )
         worst = max(r["safe_minus_plain"] for r in mem)
         status = "met" if worst <= TARGET_EXTRA_PRIVATE_KIB else "missed"
-        verdicts.append(Verdict(target, status, "; ".join(parts)))
+        measured = f"safe-plain {worst:+,.0f} KiB; target <= {TARGET_EXTRA_PRIVATE_KIB:,} KiB"
+        verdicts.append(Verdict(target, status, "; ".join(parts), name, measured))
 
     target = f"Pool.map throughput safe/plain >= {TARGET_POOL_THROUGHPUT:.2f}"
+    name = "Pool.map throughput"
     if not a["pool"]:
-        verdicts.append(Verdict(target, "not measured", "the pool worker failed"))
+        verdicts.append(Verdict(target, "not measured", "the pool worker failed", name))
     else:
         measures = [
             (r, size, r[f"{key}_safe_over_plain"], r[f"{key}_safe_over_plain_ci95"])
@@ -147,17 +164,18 @@ def judge(a: dict[str, Any]) -> list[Verdict]:  # noqa: C901, PLR0912, PLR0915 -
             for r, size, ratio, ci in measures
         )
         detail += _noise_note([(m[2], m[3]) for m in measures], TARGET_POOL_THROUGHPUT, upper=False)
-        verdicts.append(
-            Verdict(target, "met" if worst >= TARGET_POOL_THROUGHPUT else "missed", detail)
-        )
+        status = "met" if worst >= TARGET_POOL_THROUGHPUT else "missed"
+        measured = f"safe/plain {fmt_ratio(worst)}; target >= {TARGET_POOL_THROUGHPUT:.2f}"
+        verdicts.append(Verdict(target, status, detail, name, measured))
 
     target = (
         f'busy-pool terminate() with sigterm="cleanup" returns within deadline'
         f" + {TARGET_TERMINATE_MARGIN * 1e3:.0f} ms"
     )
     safe_rows = [r for r in a["terminate"] if r["kind"] == "safe"]
+    name = 'terminate() of a busy pool, sigterm="cleanup"'
     if not safe_rows:
-        verdicts.append(Verdict(target, "not measured", "the terminate worker failed"))
+        verdicts.append(Verdict(target, "not measured", "the terminate worker failed", name))
     else:
         parts = []
         status = "met"
@@ -177,5 +195,8 @@ def judge(a: dict[str, Any]) -> list[Verdict]:  # noqa: C901, PLR0912, PLR0915 -
                 status = "not verified"
         if status == "not verified":
             parts.append("no worker reported a SIGTERM cleanup: is sigterm='cleanup' in place?")
-        verdicts.append(Verdict(target, status, "; ".join(parts)))
+        slowest = max((r["seconds"].get("max") or math.inf) for r in safe_rows)
+        limit = max(r["deadline"] for r in safe_rows) + TARGET_TERMINATE_MARGIN
+        measured = f"slowest {fmt_ms(slowest)} ms; target <= {fmt_ms(limit)} ms"
+        verdicts.append(Verdict(target, status, "; ".join(parts), name, measured))
     return verdicts
