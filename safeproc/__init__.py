@@ -39,13 +39,11 @@ __version__ = "0.1.0"
 
 __all__ = list(_namespace.DILL_NAMES)
 
-#: The names whose values come from the multiprocess backend, imported on
-#: first use: ``import safeproc.stdlib`` runs this module, and a program (or
-#: a spawned child) on the standard library should not import multiprocess
-#: and dill.
-_FROM_DILL_BACKEND = frozenset(
-    {*_namespace.FROM_DEFAULT_CONTEXT, "Pool", "Process", "SafePool", "SafeProcess"}
-)
+#: The public names this module does not define: their values come from the
+#: multiprocess backend, imported on first use. ``import safeproc.stdlib``
+#: runs this module, and a program (or a spawned child) on the standard
+#: library should not import multiprocess and dill.
+_FROM_DILL_BACKEND = frozenset(__all__) - set(globals())
 _RENAMED = {"SafeProcess": "DillSafeProcess", "SafePool": "DillSafePool"}
 
 
