@@ -20,6 +20,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -36,6 +37,11 @@ from fault_cases import (
     mark,
     run_child,
 )
+
+# The process search shared with the test suite (pytest finds it through
+# pyproject's pythonpath; this script, run by path, through sys.path).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
+from safeproc_testing import describe, token_processes
 
 #: Environment variable that tags every process a driver started.
 TOKEN_VARIABLE = "SAFEPROC_FAULTS_TOKEN"  # noqa: S105 - a variable name
@@ -126,21 +132,6 @@ def _is_helper(proc: psutil.Process, driver_pid: int) -> bool:
     return "forkserver" in cmdline or "resource_tracker" in cmdline
 
 
-def token_processes(token: str, exclude: set[int]) -> list[psutil.Process]:
-    """Return the live processes whose environment carries *token*."""
-    found = []
-    for proc in psutil.process_iter(["environ"]):
-        if proc.pid in exclude:
-            continue
-        try:
-            environ = proc.info["environ"] or {}
-        except (psutil.Error, OSError):
-            continue
-        if environ.get(TOKEN_VARIABLE) == token:
-            found.append(proc)
-    return found
-
-
 def _zombies() -> list[psutil.Process]:
     zombies = []
     for proc in psutil.Process().children(recursive=True):
@@ -148,13 +139,6 @@ def _zombies() -> list[psutil.Process]:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 zombies.append(proc)
     return zombies
-
-
-def _describe(proc: psutil.Process) -> str:
-    try:
-        return f"{proc.pid} {' '.join(proc.cmdline())[:120]}"
-    except psutil.Error:
-        return str(proc.pid)
 
 
 def leftovers(token: str, grace: float) -> tuple[list[str], list[str]]:
@@ -166,17 +150,17 @@ def leftovers(token: str, grace: float) -> tuple[list[str], list[str]]:
         zombie_pids = {p.pid for p in zombies}
         orphans = [
             p
-            for p in token_processes(token, {driver_pid} | zombie_pids)
+            for p in token_processes(TOKEN_VARIABLE, token, {driver_pid} | zombie_pids)
             if not _is_helper(p, driver_pid)
         ]
         if (not orphans and not zombies) or time.monotonic() > end:
             break
         time.sleep(0.05)
-    left = [_describe(p) for p in orphans]
+    left = [describe(p) for p in orphans]
     for proc in orphans:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    return left, [_describe(p) for p in zombies]
+    return left, [describe(p) for p in zombies]
 
 
 def _kill_tree(pid: int) -> None:

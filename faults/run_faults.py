@@ -31,7 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from fault_cases import BACKENDS, START_METHODS, draw_case
-from fault_driver import JOIN_SLACK, TOKEN_VARIABLE, token_processes
+from fault_driver import JOIN_SLACK, TOKEN_VARIABLE
+
+# The process search shared with the test suite (pytest finds it through
+# pyproject's pythonpath; this script, run by path, through sys.path).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
+from safeproc_testing import kill_and_describe, leftovers
 
 HERE = Path(__file__).resolve().parent
 SEED_VARIABLE = "SAFEPROC_FAULTS_SEED"
@@ -124,7 +129,7 @@ def _run_batch(args: argparse.Namespace, number: int, indices: list[int]) -> lis
                 }
             )
             break  # the cases after it never started
-    left = _driver_leftovers(token)
+    left = kill_and_describe(leftovers(TOKEN_VARIABLE, token))
     if left:
         results.append(
             {
@@ -145,21 +150,6 @@ def _run_batch(args: argparse.Namespace, number: int, indices: list[int]) -> lis
     if not any(r["problems"] for r in results):
         shutil.rmtree(workdir, ignore_errors=True)
     return results
-
-
-def _driver_leftovers(token: str, grace: float = 5.0) -> list[str]:
-    end = time.monotonic() + grace
-    while True:
-        left = token_processes(token, set())
-        if not left or time.monotonic() > end:
-            break
-        time.sleep(0.05)
-    described = []
-    for proc in left:
-        with contextlib.suppress(Exception):
-            described.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
-            proc.kill()
-    return described
 
 
 def _filters(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...]]:

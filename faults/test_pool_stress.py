@@ -15,13 +15,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
+from safeproc_testing import kill_and_describe, leftovers
 
 HERE = Path(__file__).resolve().parent
 ROUNDS = int(os.environ.get("SAFEPROC_STRESS_ROUNDS", "200"))
@@ -31,35 +30,6 @@ PROGRAM_BOUND = 900.0
 #: escalation margins, SafePool.terminate's own bound, and slack.
 ROUND_BOUND = 15.0
 TOKEN_VARIABLE = "SAFEPROC_STRESS_TOKEN"  # noqa: S105 - a variable name
-
-
-def _token_processes(token: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["environ"]):
-        try:
-            environ = proc.info["environ"] or {}
-        except (psutil.Error, OSError):
-            continue
-        if environ.get(TOKEN_VARIABLE) == token:
-            found.append(proc)
-    return found
-
-
-def _leftovers(token: str, grace: float = 5.0) -> list[str]:
-    end = time.monotonic() + grace
-    while True:
-        left = _token_processes(token)
-        if not left or time.monotonic() > end:
-            break
-        time.sleep(0.05)
-    described = []
-    for proc in left:
-        try:
-            described.append(f"{proc.pid} {proc.cmdline()}")
-            proc.kill()
-        except psutil.Error:
-            pass
-    return described
 
 
 def _run_rounds(tmp_path: Path, backend: str, method: str) -> list[dict[str, Any]]:
@@ -81,7 +51,7 @@ def _run_rounds(tmp_path: Path, backend: str, method: str) -> list[dict[str, Any
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
-    left = _leftovers(token)
+    left = kill_and_describe(leftovers(TOKEN_VARIABLE, token))
     rounds = [json.loads(line) for line in results.read_text().splitlines()]
     explain = f"--- stdout\n{stdout.decode()}\n--- stderr\n{stderr.decode()[-8000:]}"
     assert proc.returncode == 0, f"exit {proc.returncode} after {len(rounds)} rounds\n{explain}"

@@ -15,120 +15,35 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from safeproc._errors import DillUnsupportedError
-from safeproc._install import install, uninstall
-from safeproc._policy import CleanupPolicy, get_default_cleanup, set_default_cleanup
-from safeproc._report import CleanupReport, StepReport
+from safeproc import _namespace
+from safeproc._errors import DillUnsupportedError as DillUnsupportedError
+from safeproc._install import install as install
+from safeproc._install import uninstall as uninstall
+from safeproc._policy import CleanupPolicy as CleanupPolicy
+from safeproc._policy import get_default_cleanup as get_default_cleanup
+from safeproc._policy import set_default_cleanup as set_default_cleanup
+from safeproc._report import CleanupReport as CleanupReport
+from safeproc._report import StepReport as StepReport
 
 if TYPE_CHECKING:
-    from safeproc._dill import (
-        Array,
-        AuthenticationError,
-        Barrier,
-        BoundedSemaphore,
-        BufferTooShort,
-        Condition,
-        Event,
-        JoinableQueue,
-        Lock,
-        Manager,
-        Pipe,
-        Pool,
-        Process,
-        ProcessError,
-        Queue,
-        RawArray,
-        RawValue,
-        RLock,
-        Semaphore,
-        SimpleQueue,
-        TimeoutError,  # noqa: A004 - multiprocessing's name
-        Value,
-        active_children,
-        allow_connection_pickling,
-        cpu_count,
-        current_process,
-        freeze_support,
-        get_all_start_methods,
-        get_context,
-        get_logger,
-        get_start_method,
-        log_to_stderr,
-        parent_process,
-        reducer,
-        set_executable,
-        set_forkserver_preload,
-        set_start_method,
-    )
-    from safeproc._dill import DillSafePool as SafePool
-    from safeproc._dill import DillSafeProcess as SafeProcess
+    # The classes, for annotations; every other backend name comes through
+    # __getattr__ (typed Any, as multiprocess is untyped).
+    from safeproc import _dill
+
+    Process = _dill.DillSafeProcess
+    SafeProcess = _dill.DillSafeProcess
+    Pool = _dill.DillSafePool
+    SafePool = _dill.DillSafePool
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Array",
-    "AuthenticationError",
-    "Barrier",
-    "BoundedSemaphore",
-    "BufferTooShort",
-    "CleanupPolicy",
-    "CleanupReport",
-    "Condition",
-    "DillUnsupportedError",
-    "Event",
-    "JoinableQueue",
-    "Lock",
-    "Manager",
-    "Pipe",
-    "Pool",
-    "Process",
-    "ProcessError",
-    "Queue",
-    "RLock",
-    "RawArray",
-    "RawValue",
-    "SafePool",
-    "SafeProcess",
-    "Semaphore",
-    "SimpleQueue",
-    "StepReport",
-    "TimeoutError",
-    "Value",
-    "active_children",
-    "allow_connection_pickling",
-    "cpu_count",
-    "current_process",
-    "freeze_support",
-    "get_all_start_methods",
-    "get_context",
-    "get_default_cleanup",
-    "get_logger",
-    "get_start_method",
-    "install",
-    "log_to_stderr",
-    "parent_process",
-    "reducer",
-    "set_default_cleanup",
-    "set_executable",
-    "set_forkserver_preload",
-    "set_start_method",
-    "uninstall",
-]
+__all__ = list(_namespace.DILL_NAMES)
 
-#: The names whose values come from the multiprocess backend, imported on
-#: first use: ``import safeproc.stdlib`` runs this module, and a program (or
-#: a spawned child) on the standard library should not import multiprocess
-#: and dill.
-_FROM_DILL_BACKEND = frozenset(__all__) - {
-    "CleanupPolicy",
-    "CleanupReport",
-    "DillUnsupportedError",
-    "StepReport",
-    "get_default_cleanup",
-    "install",
-    "set_default_cleanup",
-    "uninstall",
-}
+#: The public names this module does not define: their values come from the
+#: multiprocess backend, imported on first use. ``import safeproc.stdlib``
+#: runs this module, and a program (or a spawned child) on the standard
+#: library should not import multiprocess and dill.
+_FROM_DILL_BACKEND = frozenset(__all__) - set(globals())
 _RENAMED = {"SafeProcess": "DillSafeProcess", "SafePool": "DillSafePool"}
 
 
@@ -150,4 +65,4 @@ def __dir__() -> list[str]:
 if "multiprocess" in sys.modules:
     # Its cost is paid already: load the backend now, so that a forkserver
     # of multiprocess told to preload "safeproc" has it all.
-    from safeproc import _dill  # noqa: F401
+    from safeproc import _dill

@@ -10,45 +10,38 @@ it reads and sets the backend's, so ``safeproc.stdlib.set_start_method`` and
 ``multiprocessing.set_start_method`` are the same switch.
 
 The standard library's contexts are here; the ``multiprocess`` ones live in
-:mod:`safeproc._dill`, which registers them with :func:`register_backend`
-when it is first imported.
+:mod:`safeproc._dill`. Each module registers its contexts with
+:func:`safeproc._backends.register_backend` when it is imported, so that
+pools (which import neither) find them through
+:func:`safeproc._backends.safe_context`.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context as _std_context
-import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from safeproc import _forks, _process
+from safeproc import _process
+from safeproc._backends import SafeContext, register_backend, safe_context
 from safeproc._policy import CleanupPolicy, check_policy
+from safeproc._pool import SafePool
 
 if TYPE_CHECKING:
     from safeproc._dill import DillSafePool
-    from safeproc._pool import SafePool
 
-__all__ = [
-    "SafeDefaultContext",
-    "register_backend",
-    "safe_context",
-]
+__all__ = ["SafeDefaultContext"]
 
 
-class _SafeContextMixin:
+class _SafeContextMixin(SafeContext):
     """Adds the ``cleanup`` policy to a backend context."""
 
     _safeproc_backend: Any
-    _name: str
-    _cleanup: CleanupPolicy | None = None
+    #: The pool class ``Pool()`` makes: the backend's safe pool.
+    _safeproc_pool_class: ClassVar[type[Any]]
     #: A default context follows the backend's start method: get_context()
     #: with no argument returns the concrete context of that method.
     _safeproc_follows_default: ClassVar[bool] = False
-
-    @property
-    def cleanup(self) -> CleanupPolicy | None:
-        """The policy this context gives its processes and pools, if any."""
-        return self._cleanup
 
     def get_context(
         self, method: str | None = None, *, cleanup: CleanupPolicy | None = None
@@ -66,9 +59,6 @@ class _SafeContextMixin:
                 return self
         return safe_context(self._safeproc_backend, method, policy)
 
-    def _current_method(self) -> str:
-        return self._name
-
     def Pool(  # noqa: N802 - the multiprocessing API name
         self,
         processes: int | None = None,
@@ -79,17 +69,11 @@ class _SafeContextMixin:
         cleanup: CleanupPolicy | None = None,
     ) -> SafePool | DillSafePool:
         """Return a safe pool of this context, as ``multiprocessing.Pool``."""
-        pool_class: type[SafePool | DillSafePool]
-        if self._safeproc_backend is multiprocessing:
-            from safeproc._pool import SafePool  # noqa: PLC0415 - _pool imports this module
-
-            pool_class = SafePool
-        else:
-            from safeproc._dill import DillSafePool  # noqa: PLC0415 - the dill backend, lazily
-
-            pool_class = DillSafePool
         ctx = self.get_context()
-        return pool_class(processes, initializer, initargs, maxtasksperchild, ctx, cleanup=cleanup)
+        pool: SafePool | DillSafePool = self._safeproc_pool_class(
+            processes, initializer, initargs, maxtasksperchild, ctx, cleanup=cleanup
+        )
+        return pool
 
     def __repr__(self) -> str:
         extra = "" if self._cleanup is None else f" cleanup={self._cleanup!r}"
@@ -101,47 +85,21 @@ def _concrete_init(self: Any, cleanup: CleanupPolicy | None = None) -> None:  # 
     self.Process = _process.bind_process_class(type(self).Process, self._cleanup)
 
 
-# -- the standard library backend ---------------------------------------------
+class _SafeDefaultContextMixin:
+    """A backend's default context, made safe: the start method is the backend's own setting.
 
-
-class SafeForkContext(_SafeContextMixin, _std_context.ForkContext):
-    """The ``fork`` context with safe processes."""
-
-    _safeproc_backend = multiprocessing
-    Process = _process.SafeForkProcess
-    __init__ = _concrete_init
-
-
-class SafeSpawnContext(_SafeContextMixin, _std_context.SpawnContext):
-    """The ``spawn`` context with safe processes."""
-
-    _safeproc_backend = multiprocessing
-    Process = _process.SafeSpawnProcess
-    __init__ = _concrete_init
-
-
-class SafeForkServerContext(_SafeContextMixin, _std_context.ForkServerContext):
-    """The ``forkserver`` context with safe processes."""
-
-    _safeproc_backend = multiprocessing
-    Process = _process.SafeForkServerProcess
-    __init__ = _concrete_init
-
-
-class SafeDefaultContext(_SafeContextMixin, _std_context.DefaultContext):
-    """``multiprocessing``'s default context with safe processes.
-
-    The start method is the standard library's own global setting.
+    Shared by both backends' default contexts; each binds its own class's
+    ``Process`` (the backend's safe process).
     """
 
-    _safeproc_backend = multiprocessing
-    _safeproc_follows_default = True
-    Process = _process.SafeProcess
+    _safeproc_backend: Any
+    _cleanup: CleanupPolicy | None
+    Process: ClassVar[type[Any]]
 
     def __init__(self, cleanup: CleanupPolicy | None = None) -> None:
-        self._cleanup = check_policy(cleanup, "SafeDefaultContext")
+        self._cleanup = check_policy(cleanup, type(self).__name__)
         # typeshed calls Process a ClassVar; an instance attribute is what binds it.
-        self.Process = _process.bind_process_class(_process.SafeProcess, self._cleanup)  # type: ignore[misc]
+        self.Process = _process.bind_process_class(type(self).Process, self._cleanup)  # type: ignore[misc]
 
     def _current_method(self) -> str:
         return self.get_start_method()
@@ -161,38 +119,53 @@ class SafeDefaultContext(_SafeContextMixin, _std_context.DefaultContext):
         return methods
 
 
-_CONCRETE: dict[Any, dict[str, type[Any]]] = {
-    multiprocessing: {
+# -- the standard library backend ---------------------------------------------
+
+
+class SafeForkContext(_SafeContextMixin, _std_context.ForkContext):
+    """The ``fork`` context with safe processes."""
+
+    _safeproc_backend = multiprocessing
+    _safeproc_pool_class = SafePool
+    Process = _process.SafeForkProcess
+    __init__ = _concrete_init
+
+
+class SafeSpawnContext(_SafeContextMixin, _std_context.SpawnContext):
+    """The ``spawn`` context with safe processes."""
+
+    _safeproc_backend = multiprocessing
+    _safeproc_pool_class = SafePool
+    Process = _process.SafeSpawnProcess
+    __init__ = _concrete_init
+
+
+class SafeForkServerContext(_SafeContextMixin, _std_context.ForkServerContext):
+    """The ``forkserver`` context with safe processes."""
+
+    _safeproc_backend = multiprocessing
+    _safeproc_pool_class = SafePool
+    Process = _process.SafeForkServerProcess
+    __init__ = _concrete_init
+
+
+class SafeDefaultContext(_SafeDefaultContextMixin, _SafeContextMixin, _std_context.DefaultContext):
+    """``multiprocessing``'s default context with safe processes.
+
+    The start method is the standard library's own global setting.
+    """
+
+    _safeproc_backend = multiprocessing
+    _safeproc_pool_class = SafePool
+    _safeproc_follows_default = True
+    Process = _process.SafeProcess
+
+
+register_backend(
+    multiprocessing,
+    {
         "fork": SafeForkContext,
         "spawn": SafeSpawnContext,
         "forkserver": SafeForkServerContext,
     },
-}
-_contexts: dict[tuple[Any, str, CleanupPolicy | None], Any] = {}
-_contexts_lock = _forks.reinit_after_fork(threading.Lock())
-
-
-def safe_context(backend: Any, method: str, cleanup: CleanupPolicy | None = None) -> Any:  # noqa: ANN401
-    """Return the (cached) safe context of *backend* for *method*.
-
-    :raises ValueError: *method* is not available on this platform, with the
-        same message the backend gives.
-    """
-    try:
-        context_class = _CONCRETE[backend][method]
-    except KeyError:
-        msg = f"cannot find context for {method!r}"
-        raise ValueError(msg) from None
-    # The backend's own check (forkserver needs fd passing, for example).
-    backend.get_context(method)
-    key = (backend, method, cleanup)
-    with _contexts_lock:
-        ctx = _contexts.get(key)
-        if ctx is None:
-            ctx = _contexts[key] = context_class(cleanup)
-    return ctx
-
-
-def register_backend(backend: Any, contexts: dict[str, type[Any]]) -> None:  # noqa: ANN401
-    """Make :func:`safe_context` serve *backend* with these context classes."""
-    _CONCRETE[backend] = contexts
+)

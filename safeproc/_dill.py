@@ -3,8 +3,8 @@
 Imported only when a program asks for it: by the first access to a
 multiprocess name of the :mod:`safeproc` package (``safeproc.Process``,
 ``safeproc.get_context`` ...), by unpickling one of these classes in a
-spawned or forkserver child, or by :func:`safeproc._context.safe_context`
-for the ``multiprocess`` backend. A program, or a spawned child, that uses
+spawned or forkserver child, or by importing :mod:`safeproc` once
+``multiprocess`` is imported (its cost is paid then). A program, or a spawned child, that uses
 only :mod:`safeproc.stdlib` never imports ``multiprocess`` and ``dill``.
 
 Process, context and pool classes keep stable module-level names: spawn and
@@ -26,13 +26,10 @@ import multiprocess.spawn
 from safeproc import (
     _coverage,  # noqa: F401 - coverage.py for multiprocess children
     _forks,
+    _namespace,
 )
-from safeproc._context import (
-    SafeDefaultContext,
-    _concrete_init,
-    _SafeContextMixin,
-    register_backend,
-)
+from safeproc._backends import register_backend
+from safeproc._context import _concrete_init, _SafeContextMixin, _SafeDefaultContextMixin
 from safeproc._errors import DillUnsupportedError
 from safeproc._pool import _SafePoolMixin
 from safeproc._process import SafeProcessMixin
@@ -179,6 +176,7 @@ class DillSafeForkContext(_SafeContextMixin, _dill_context.ForkContext):  # type
     """``multiprocess``'s ``fork`` context with safe processes."""
 
     _safeproc_backend = multiprocess
+    _safeproc_pool_class = DillSafePool
     Process = DillSafeForkProcess
     __init__ = _concrete_init
 
@@ -191,6 +189,7 @@ class DillSafeSpawnContext(
     """``multiprocess``'s ``spawn`` context with safe processes."""
 
     _safeproc_backend = multiprocess
+    _safeproc_pool_class = DillSafePool
     Process = DillSafeSpawnProcess
     __init__ = _concrete_init
 
@@ -203,22 +202,22 @@ class DillSafeForkServerContext(
     """``multiprocess``'s ``forkserver`` context with safe processes."""
 
     _safeproc_backend = multiprocess
+    _safeproc_pool_class = DillSafePool
     Process = DillSafeForkServerProcess
     __init__ = _concrete_init
 
 
-class DillSafeDefaultContext(_SafeContextMixin, _dill_context.DefaultContext):  # type: ignore[misc]
+class DillSafeDefaultContext(
+    _SafeDefaultContextMixin,
+    _SafeContextMixin,
+    _dill_context.DefaultContext,  # type: ignore[misc]
+):
     """``multiprocess``'s default context with safe processes."""
 
     _safeproc_backend = multiprocess
+    _safeproc_pool_class = DillSafePool
     _safeproc_follows_default = True
     Process = DillSafeProcess
-
-    __init__ = SafeDefaultContext.__init__
-    _current_method = SafeDefaultContext._current_method
-    get_start_method = SafeDefaultContext.get_start_method
-    set_start_method = SafeDefaultContext.set_start_method
-    get_all_start_methods = SafeDefaultContext.get_all_start_methods
 
 
 _forks.mark_forkserver_children(multiprocess.spawn)
@@ -241,38 +240,4 @@ _default_context = DillSafeDefaultContext()
 # safe one (so Manager(), Queue() ... use safe contexts too).
 Process = DillSafeProcess
 Pool = DillSafePool
-ProcessError = _default_context.ProcessError
-BufferTooShort = _default_context.BufferTooShort
-TimeoutError = _default_context.TimeoutError  # noqa: A001 - multiprocessing's name
-AuthenticationError = _default_context.AuthenticationError
-Array = _default_context.Array
-Barrier = _default_context.Barrier
-BoundedSemaphore = _default_context.BoundedSemaphore
-Condition = _default_context.Condition
-Event = _default_context.Event
-JoinableQueue = _default_context.JoinableQueue
-Lock = _default_context.Lock
-Manager = _default_context.Manager
-Pipe = _default_context.Pipe
-Queue = _default_context.Queue
-RLock = _default_context.RLock
-RawArray = _default_context.RawArray
-RawValue = _default_context.RawValue
-Semaphore = _default_context.Semaphore
-SimpleQueue = _default_context.SimpleQueue
-Value = _default_context.Value
-active_children = _default_context.active_children
-allow_connection_pickling = _default_context.allow_connection_pickling
-cpu_count = _default_context.cpu_count
-current_process = _default_context.current_process
-freeze_support = _default_context.freeze_support
-get_all_start_methods = _default_context.get_all_start_methods
-get_context = _default_context.get_context
-get_logger = _default_context.get_logger
-get_start_method = _default_context.get_start_method
-log_to_stderr = _default_context.log_to_stderr
-parent_process = _default_context.parent_process
-reducer = _default_context.reducer
-set_executable = _default_context.set_executable
-set_forkserver_preload = _default_context.set_forkserver_preload
-set_start_method = _default_context.set_start_method
+_namespace.take_from_context(globals(), _default_context)

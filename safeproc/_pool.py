@@ -26,7 +26,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from safeproc import _context
+from safeproc._backends import SafeContext, safe_context
 from safeproc._policy import DEFAULT_TIMEOUT, CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._sigterm import ESCALATION_MARGIN, KILL_MARGIN, has_ended
 
@@ -48,13 +48,13 @@ def _safe_pool_context(backend: Any, context: Any, cleanup: CleanupPolicy | None
     if context is None:
         method = backend.get_start_method()
         policy = cleanup
-    elif isinstance(context, _context._SafeContextMixin):
+    elif isinstance(context, SafeContext):
         method = context._current_method()
         policy = cleanup or context.cleanup
     else:
         method = context.get_start_method()
         policy = cleanup
-    return _context.safe_context(backend, method, policy)
+    return safe_context(backend, method, policy)
 
 
 class _PoolReports:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
+from safeproc_testing import assert_no_leftovers as _assert_no_leftovers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -168,36 +169,6 @@ MODES = ("plain", "swap", "install", "run")
 #: What comes between the interpreter's options and the script, per mode.
 RUNNER: dict[str, tuple[str, ...]] = {"run": ("-m", "safeproc", "run")}
 RUNNER.update(dict.fromkeys(("plain", "swap", "install"), ()))
-
-
-def _token_processes(token: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["environ"]):
-        try:
-            environ = proc.info["environ"] or {}
-        except (psutil.Error, OSError):
-            continue
-        if environ.get("SAFEPROC_TEST_TOKEN") == token:
-            found.append(proc)
-    return found
-
-
-def _assert_no_leftovers(token: str, grace: float = 5.0) -> None:
-    deadline = time.monotonic() + grace
-    while True:
-        left = _token_processes(token)
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            descriptions = []
-            for proc in left:
-                try:
-                    descriptions.append(f"{proc.pid} {proc.cmdline()}")
-                    proc.kill()
-                except psutil.Error:
-                    pass
-            pytest.fail(f"processes left behind: {descriptions}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
