@@ -45,7 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fault_driver import TOKEN_VARIABLE, token_processes
+from fault_driver import TOKEN_VARIABLE
+
+# The process search shared with the suite (testing/, on the suite's
+# pythonpath; this script, run by path, through sys.path).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testing"))
+from safeproc_testing import kill_and_describe, leftovers
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -206,16 +211,9 @@ def _run(case: CorpusCase, workdir: Path, *, plain: bool) -> Outcome:
             os.killpg(proc.pid, signal.SIGKILL)
         _, stderr = proc.communicate()
         returncode = None
-    leftovers = []
-    end = time.monotonic() + 5.0
-    while (left := token_processes(token, set())) and time.monotonic() < end:
-        time.sleep(0.05)
-    for p in left:
-        with contextlib.suppress(Exception):
-            leftovers.append(f"{p.pid} {' '.join(p.cmdline())[:100]}")
-            p.kill()
+    left = kill_and_describe(leftovers(TOKEN_VARIABLE, token))
     marks = marks_path.read_text().splitlines() if marks_path.exists() else []
-    return Outcome(returncode, marks, stderr.decode(errors="replace"), leftovers)
+    return Outcome(returncode, marks, stderr.decode(errors="replace"), left)
 
 
 def run_case(case: CorpusCase, out: Path) -> dict[str, Any]:
