@@ -112,7 +112,7 @@ def install(cleanup: CleanupPolicy | None = None) -> None:
     .. versionadded:: 0.1
     """
     global _active, _policy  # noqa: PLW0603 - the process-wide switch
-    policy = check_policy(cleanup, "install()")
+    policy = check_policy(cleanup, "install")
     with _lock:
         _policy = policy
         if _active:
