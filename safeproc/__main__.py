@@ -22,6 +22,7 @@ EPILOG = """\
 examples:
   python -m safeproc demo                      the seed program, plain and safe
   python -m safeproc run train.py --epochs 3   a program, with safe children
+  python -m safeproc run --report train.py     ... saying what each child cleaned up
   python -m safeproc bench                     what safe exit costs (about a minute)
 
 "python -m safeproc COMMAND --help" describes each command.

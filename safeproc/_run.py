@@ -1,9 +1,11 @@
 """``python -m safeproc run``: a program, exactly as ``python`` runs it, installed.
 
-``python -m safeproc run [--cleanup SPEC] script.py [args...]`` and
-``python -m safeproc run [--cleanup SPEC] -m module [args...]`` call
-:func:`safeproc.install` and then do what the interpreter does for
-``python script.py`` / ``python -m module``:
+``python -m safeproc run [--cleanup SPEC] [--report] script.py [args...]``
+and ``python -m safeproc run [--cleanup SPEC] [--report] -m module [args...]``
+call :func:`safeproc.install` (``--report``: with ``report=True``, and a
+summary of the children's reports at exit, see :mod:`safeproc._run_report`)
+and then do what the interpreter does for ``python script.py`` /
+``python -m module``:
 
 - ``sys.argv`` is ``["script.py", *args]`` (``[<module file>, *args]``);
 - ``sys.path[0]`` is the script's directory (the current one for ``-m``),
@@ -37,7 +39,10 @@ if TYPE_CHECKING:
 __all__ = ["USAGE", "parse_cleanup", "run_command"]
 
 PROG = "python -m safeproc run"
-USAGE = f"usage: {PROG} [-h] [--cleanup FIELD=VALUE[,...]] (script.py | -m module) [args ...]"
+USAGE = (
+    f"usage: {PROG} [-h] [--cleanup FIELD=VALUE[,...]] [--report] "
+    "(script.py | -m module) [args ...]"
+)
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -81,6 +86,10 @@ options:
                         the cleanup policy of the program's children, as
                         comma-separated pairs (repeatable), for example
                         --cleanup timeout=5,stdio=flush; the fields are below
+  --report              at the program's exit, print to stderr what each
+                        child cleaned up: atexit handlers, finalizers, objects
+                        collected, log handlers and files flushed, errors, the
+                        slowest step (turns on report=true)
   -m module             run a library module as a script (ends the options)
 
 cleanup fields (see safeproc.CleanupPolicy):
@@ -138,10 +147,11 @@ def _field_value(name: str, text: str) -> object:
 class _CommandLine:
     """What ``run`` was given: its options, and the program's command line."""
 
-    __slots__ = ("module", "program_argv", "specs")
+    __slots__ = ("module", "program_argv", "report", "specs")
 
     def __init__(self) -> None:
         self.specs: list[str] = []
+        self.report = False
         self.module: str | None = None
         self.program_argv: list[str] = []
 
@@ -161,6 +171,8 @@ def _parse(argv: Sequence[str]) -> _CommandLine:
             raise SystemExit(0)
         if arg == "--cleanup" or arg.startswith("--cleanup="):
             parsed.specs.append(_option_value(arg, "--cleanup", args))
+        elif arg == "--report":
+            parsed.report = True
         elif arg.startswith("-m"):
             parsed.module = _option_value(arg, "-m", args)
             parsed.program_argv = args
@@ -200,6 +212,11 @@ def run_command(argv: Sequence[str]) -> int:
         policy = parse_cleanup(parsed.specs) if parsed.specs else None
     except (ValueError, TypeError) as exc:
         return _usage_error(f"argument --cleanup: {exc}")
+    if parsed.report or (policy is not None and policy.report):
+        from safeproc._run_report import collect_reports  # noqa: PLC0415 - --report only
+
+        policy = (policy or CleanupPolicy()).replace(report=True)
+        collect_reports()
     install(policy)
     if parsed.module is not None:
         return run_module(parsed.module, parsed.program_argv)

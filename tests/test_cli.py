@@ -95,6 +95,7 @@ def test_run_help_lists_every_cleanup_field() -> None:
         else:
             assert "none" in line, line
             assert line.endswith(f"default: {default:g}"), line
+    assert "--report" in result.stdout
 
 
 @pytest.mark.parametrize(

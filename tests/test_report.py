@@ -1,4 +1,5 @@
-"""Cleanup reports read well: ``str(report)`` is a short summary for people."""
+"""Cleanup reports read well: ``str(report)`` is a short summary for people,
+and ``python -m safeproc run --report`` prints one line per child at exit."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
 
 from safeproc import CleanupReport, StepReport
+
+if TYPE_CHECKING:
+    from conftest import RunScript
+
+RUN_REPORT = ("-m", "safeproc", "run", "--report")
 
 FINISHED = CleanupReport(
     pid=4242,
@@ -115,3 +124,126 @@ def test_readme_policy_example_prints_what_the_readme_shows(tmp_path: Path) -> N
     assert result.returncode == 0, result
     assert result.stderr == "", result.stderr
     assert _shape(result.stdout) == _shape(shown), result.stdout
+
+
+# -- python -m safeproc run --report -------------------------------------------
+
+PROGRAM = """
+import logging
+
+class Cycle:
+    def __init__(self):
+        self.me = self
+    def __del__(self):
+        mark("del", os.getpid())
+
+class Target:
+    pass
+
+def child(path):
+    atexit.register(mark, "atexit", os.getpid())
+    global target, log_file
+    target = Target()
+    weakref.finalize(target, mark, "finalize", os.getpid())
+    Cycle()
+    logging.getLogger("report-test").addHandler(logging.FileHandler(path + ".log"))
+    log_file = open(path, "w")
+    log_file.write("unflushed")
+    mark("child", os.getpid(), mp.current_process().name)
+
+if __name__ == "__main__":
+    procs = [plain_mp.get_context(METHOD).Process(target=child, args=(f"out{i}",))
+             for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    mark("exitcodes", *[p.exitcode for p in procs])
+"""
+
+HEADER = [
+    "pid",
+    "name",
+    "exit",
+    "atexit",
+    "finalizers",
+    "collected",
+    "logging",
+    "files",
+    "errors",
+    "ms",
+    "slowest",
+]
+
+
+def _table(stderr: str) -> dict[str, dict[str, str]]:
+    """Parse run --report's table: pid -> column -> cell."""
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("safeproc run --report:"))
+    header = lines[start + 1].split()
+    assert header[: len(HEADER)] == HEADER, stderr
+    rows = {}
+    for line in lines[start + 2 :]:
+        cells = line.split()
+        if not cells or not cells[0].isdigit():
+            continue
+        rows[cells[0]] = dict(zip(header, cells, strict=False))
+    return rows
+
+
+def test_run_report_prints_a_line_per_child(run_script: RunScript, tmp_path: Path) -> None:
+    """``run --report`` prints, at the program's exit, one line per child with what it
+    finalized (handlers, objects collected, log handlers and files flushed) and a total."""
+    run = run_script(PROGRAM, args=RUN_REPORT, timeout=120)
+    assert run.returncode == 0, run.explain()
+    children = {m.split()[1]: m.split()[2] for m in run.marks if m.startswith("child ")}
+    assert len(children) == 2, run.explain()
+    assert "exitcodes 0 0" in run.marks, run.explain()
+    title = "safeproc run --report: what the program's 2 children cleaned up"
+    assert any(line.startswith(title) for line in run.stderr.splitlines()), run.explain()
+    rows = _table(run.stderr)
+    assert set(rows) == set(children), run.explain()
+    for pid, name in children.items():
+        row = rows[pid]
+        assert row["name"] == name, run.explain()
+        assert row["exit"] == "0", run.explain()
+        # What the child made, seen from outside (marks), is what the line counts.
+        assert f"atexit {pid}" in run.marks, run.explain()
+        assert f"del {pid}" in run.marks, run.explain()
+        assert int(row["atexit"]) >= 1, run.explain()
+        assert int(row["collected"]) >= 1, run.explain()
+        assert int(row["files"]) >= 1, run.explain()
+        assert row["errors"] == "0", run.explain()
+    total = next(line for line in run.stderr.splitlines() if line.startswith("total"))
+    assert re.match(r"total\s+2 children\s", total), total
+    # The files the children left open were flushed, as the lines say.
+    assert [(tmp_path / f"out{i}").read_text() for i in range(2)] == ["unflushed"] * 2
+
+
+@pytest.mark.parametrize("start_method", ["fork"])
+def test_run_report_names_an_expired_deadline(run_script: RunScript) -> None:
+    """A child whose cleanup hung shows the expired deadline and its step in its line."""
+    body = """
+class Hang:
+    def __init__(self):
+        self.me = self
+    def __del__(self):
+        while True:
+            pass
+
+def child():
+    gc.set_threshold(2**31 - 1)
+    Hang()
+    mark("child", os.getpid())
+
+if __name__ == "__main__":
+    p = plain_mp.get_context(METHOD).Process(target=child)
+    p.start()
+    p.join(60)
+    mark("exitcode", p.exitcode)
+"""
+    run = run_script(body, args=(*RUN_REPORT, "--cleanup", "timeout=0.5"), timeout=120)
+    assert "exitcode 0" in run.marks, run.explain()
+    pid = next(m.split()[1] for m in run.marks if m.startswith("child "))
+    line = next(ln for ln in run.stderr.splitlines() if ln.startswith(pid))
+    assert line.endswith("deadline 0.5 s expired in gc"), run.explain()
