@@ -60,7 +60,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from safeproc import _compat, _forks, _objects
-from safeproc._deadline import Deadline
+from safeproc._deadline import Deadline, announce_expiry
 from safeproc._errors import ErrorRecorder, report_unraisable
 from safeproc._sigterm import (
     die_by_sigterm,
@@ -359,20 +359,13 @@ def _deadline_expired(state: ChildExit, frame: FrameType | None) -> None:  # noq
     second later, bounds what it does here.
     """
     try:
-        stderr = sys.stderr if sys.stderr is not None else sys.__stderr__
-        if stderr is not None:
-            ending = (
-                "dying by SIGTERM"
-                if state.trigger == "sigterm" or state.sigterm_pending
-                else f"exiting with code {state.exitcode}"
-            )
-            stderr.write(
-                f"safeproc: the cleanup deadline of {state.policy.timeout:g} s expired in "
-                f"child {os.getpid()} ({state.name}) during step {state.step!r}; "
-                f"cleanup stopped, {ending}. Where it was:\n"
-            )
-            stderr.flush()
-            faulthandler.dump_traceback(file=stderr, all_threads=True)
+        ending = (
+            "dying by SIGTERM"
+            if state.trigger == "sigterm" or state.sigterm_pending
+            else f"exiting with code {state.exitcode}"
+        )
+        fd = announce_expiry(state.policy.timeout, state.name, state.step, ending)
+        faulthandler.dump_traceback(file=fd, all_threads=True)
     except BaseException:  # noqa: BLE001, S110 - diagnostics only: the exit below matters
         pass
     try:

@@ -52,7 +52,7 @@ class _SafeContextMixin(SafeContext):
             ``None`` keeps this context's policy.
         :raises ValueError: *method* is not a start method of this platform.
         """
-        policy = check_policy(cleanup, "get_context()") or self._cleanup
+        policy = check_policy(cleanup, "get_context") or self._cleanup
         if method is None:
             method = self._current_method()
             if policy == self._cleanup and not self._safeproc_follows_default:
@@ -81,7 +81,7 @@ class _SafeContextMixin(SafeContext):
 
 
 def _concrete_init(self: Any, cleanup: CleanupPolicy | None = None) -> None:  # noqa: ANN401
-    self._cleanup = check_policy(cleanup, type(self).__name__)
+    self._cleanup = check_policy(cleanup, "get_context")
     self.Process = _process.bind_process_class(type(self).Process, self._cleanup)
 
 
@@ -97,7 +97,7 @@ class _SafeDefaultContextMixin:
     Process: ClassVar[type[Any]]
 
     def __init__(self, cleanup: CleanupPolicy | None = None) -> None:
-        self._cleanup = check_policy(cleanup, type(self).__name__)
+        self._cleanup = check_policy(cleanup, "get_context")
         # typeshed calls Process a ClassVar; an instance attribute is what binds it.
         self.Process = _process.bind_process_class(type(self).Process, self._cleanup)  # type: ignore[misc]
 

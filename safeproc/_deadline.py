@@ -28,7 +28,10 @@ lock held in the child, and arming one there hangs.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 from typing import TYPE_CHECKING, Any
 
 from safeproc import _kernel
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
-__all__ = ["DEADLINE_SIGNAL", "GRACE", "Deadline"]
+__all__ = ["DEADLINE_SIGNAL", "GRACE", "Deadline", "announce_expiry"]
 
 #: The signal of the deadline's timer.
 DEADLINE_SIGNAL = signal.SIGALRM
@@ -103,3 +106,31 @@ class Deadline:
         self.expired = True
         self.running = False
         self.on_expiry(frame)
+
+
+def announce_expiry(seconds: float | None, name: str, step: str | None, ending: str) -> int:
+    """Write the line that says a deadline expired, where, and what happens next.
+
+    Runs in a child about to end, in the deadline's handler, before the
+    traceback dump: one small string, one ``os.write`` to the stream's file
+    descriptor (fd 2 when ``sys.stderr`` has none). Never ``sys.stderr``
+    itself: the code that hung may hold its lock, or the program may have
+    replaced it with an object that has no file (a logging proxy), and
+    faulthandler needs a file descriptor anyway. Returns that descriptor,
+    for the dump.
+    """
+    fd = 2
+    with contextlib.suppress(Exception):  # None, closed, or no file: fd 2
+        fd = sys.stderr.fileno()
+    deadline = "?" if seconds is None else f"{seconds:g}"
+    line = (
+        f"safeproc: the cleanup deadline of {deadline} s expired in child "
+        f"{os.getpid()} ({name}) during step {step!r}; cleanup stopped, {ending}. "
+        "Where it was:\n"
+    )
+    try:
+        os.write(fd, line.encode(errors="backslashreplace"))
+    except OSError:
+        fd = 2
+        os.write(fd, line.encode(errors="backslashreplace"))
+    return fd

@@ -87,6 +87,11 @@ class _Patch:
     wrapper: Callable[..., Any]
 
 
+#: ``python -m safeproc run --report``: the directory where the children
+#: started through the plain libraries write their reports (see
+#: :mod:`safeproc._run_report`); None: they write none. Children inherit it.
+report_dir: str | None = None
+
 _patches: list[_Patch] = []
 #: The backends (package names) whose methods carry safeproc's patches.
 _patched_backends: set[str] = set()
@@ -112,7 +117,7 @@ def install(cleanup: CleanupPolicy | None = None) -> None:
     .. versionadded:: 0.1
     """
     global _active, _policy  # noqa: PLW0603 - the process-wide switch
-    policy = check_policy(cleanup, "install()")
+    policy = check_policy(cleanup, "install")
     with _lock:
         _policy = policy
         if _active:
@@ -302,7 +307,7 @@ def _make_safe_bootstrap(backend: Any, original: Callable[..., int]) -> Callable
             lambda: original(self, parent_sentinel),
             policy,
             start_method=start_method_of(self, backend),
-            report_path=None,
+            report_path=getattr(self, "_safeproc_install_report", None),
         )
 
     _bootstrap.__wrapped__ = original  # type: ignore[attr-defined]
@@ -322,11 +327,19 @@ def _make_marked_start(backend: Any, original: Callable[[Any], None]) -> Callabl
     def start(self: Any) -> None:  # noqa: ANN401 - a BaseProcess of either backend
         if not _active or isinstance(self, SafeProcessMixin):
             return original(self)
-        self._safeproc_install_policy = _policy or get_default_cleanup()
+        policy = self._safeproc_install_policy = _policy or get_default_cleanup()
+        reports_to = report_dir if policy.report else None
+        if reports_to is not None:
+            from safeproc import _run_report  # noqa: PLC0415 - run --report only
+
+            self._safeproc_install_report = _run_report.report_path(reports_to, self)
         method = start_method_of(self, backend)
         prepare_parent(backend, method, __name__)
         with _forks.starting_safe_child(method):
-            return original(self)
+            original(self)
+        if reports_to is not None:
+            _run_report.remember_exitcode(self)
+        return None
 
     start.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(start, _WRAPPER_MARK, True)
@@ -354,7 +367,7 @@ def _make_preparation_data(original: Callable[[str], dict[str, Any]]) -> Callabl
     def get_preparation_data(name: str) -> dict[str, Any]:
         data = original(name)
         if _active:
-            data[PREPARATION_KEY] = InstallInChild(_policy or get_default_cleanup())
+            data[PREPARATION_KEY] = InstallInChild(_policy or get_default_cleanup(), report_dir)
         return data
 
     get_preparation_data.__wrapped__ = original  # type: ignore[attr-defined]
@@ -369,15 +382,22 @@ class InstallInChild:
     process object, so its ``_bootstrap`` is already the safe one.
     """
 
-    def __init__(self, policy: CleanupPolicy) -> None:
+    def __init__(self, policy: CleanupPolicy, reports_to: str | None = None) -> None:
         self.policy = policy
+        self.reports_to = reports_to
 
-    def __reduce__(self) -> tuple[Callable[[CleanupPolicy], None], tuple[CleanupPolicy]]:
-        return (install_in_child, (self.policy,))
+    def __reduce__(self) -> tuple[Callable[..., None], tuple[CleanupPolicy, str | None]]:
+        return (install_in_child, (self.policy, self.reports_to))
 
 
-def install_in_child(policy: CleanupPolicy) -> None:
-    """Install *policy* in a spawned or forkserver child (from unpickling)."""
+def install_in_child(policy: CleanupPolicy, reports_to: str | None = None) -> None:
+    """Install *policy* in a spawned or forkserver child (from unpickling).
+
+    *reports_to* is the parent's :data:`report_dir`, for the children this
+    child starts in turn.
+    """
+    global report_dir  # noqa: PLW0603 - the child's copy of the parent's setting
+    report_dir = reports_to
     try:
         install(policy)
     except BaseException:  # noqa: BLE001 - the child runs plain rather than not at all

@@ -270,8 +270,12 @@ def get_default_cleanup() -> CleanupPolicy:
 
 
 def check_policy(policy: object, where: str) -> CleanupPolicy | None:
-    """Validate a ``cleanup=`` argument: a :class:`CleanupPolicy` or ``None``."""
+    """Validate a ``cleanup=`` argument: a :class:`CleanupPolicy` or ``None``.
+
+    *where* is the public name the user called (``"Process"``, ``"Pool"``,
+    ``"get_context"``), never an internal class name.
+    """
     if policy is None or isinstance(policy, CleanupPolicy):
         return policy
-    msg = f"{where}: cleanup must be a CleanupPolicy or None, not {policy!r}"
+    msg = f"{where}(cleanup=...): cleanup must be a CleanupPolicy or None, not {policy!r}"
     raise TypeError(msg)

@@ -88,7 +88,7 @@ class _SafePoolMixin:
 
     def __new__(cls, *args: Any, cleanup: CleanupPolicy | None = None, **kwargs: Any) -> Any:  # noqa: ARG004, ANN401
         # Checked before the object exists: a half-built Pool warns in __del__.
-        check_policy(cleanup, f"{cls.__name__}()")
+        check_policy(cleanup, "Pool")
         return super().__new__(cls)
 
     def __init__(  # noqa: PLR0913 - the plain signature plus one keyword

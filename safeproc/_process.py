@@ -76,7 +76,7 @@ class SafeProcessMixin:
         daemon: bool | None = None,
         cleanup: CleanupPolicy | None = None,
     ) -> None:
-        policy = check_policy(cleanup, f"{type(self).__name__}()")
+        policy = check_policy(cleanup, "Process")
         super().__init__(  # type: ignore[call-arg]
             group, target, name, args, {} if kwargs is None else kwargs, daemon=daemon
         )

@@ -108,6 +108,44 @@ class CleanupReport:
                 return s
         raise KeyError(name)
 
+    def __str__(self) -> str:
+        """Summarize for people: one line, then one per step and per error.
+
+        The :func:`repr` stays the full dataclass one.
+        """
+        lines = [self.headline()]
+        for step in self.steps:
+            done = _count_text(step.name, step.count) if step.completed else "did not finish"
+            lines.append(f"  {step.name:<11}{done:<28}{step.seconds * 1000:>8.2f} ms")
+        lines.extend(f"  error in {s.name}: {e}" for s in self.steps for e in s.errors)
+        return "\n".join(lines)
+
+    def headline(self) -> str:
+        """One line: the child, how it ended, total time, errors, the deadline."""
+        how = "on SIGTERM" if self.trigger == "sigterm" else "at exit"
+        if self.exitcode is not None:
+            how += f" (exit code {self.exitcode})"
+        errors = len(self.errors)
+        steps = len(self.steps)
+        parts = [
+            (
+                f"cleanup of child {self.pid} {how}: "
+                f"{steps} {_plural(steps, 'step')} in {self.seconds * 1000:.2f} ms"
+            ),
+            f"{errors or 'no'} {_plural(errors, 'error')}",
+        ]
+        if self.timeout is None:
+            parts.append("no deadline")
+        elif self.deadline_expired:
+            where = f" in step {self.hung_step!r}" if self.hung_step is not None else ""
+            parts.append(f"deadline {self.timeout:g} s EXPIRED{where}")
+        else:
+            parts.append(f"deadline {self.timeout:g} s not reached")
+        interrupted = self.interrupted_step
+        if interrupted is not None and not self.deadline_expired:
+            parts.append(f"ended during step {interrupted!r}")
+        return ", ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-compatible data."""
         return {
@@ -149,6 +187,29 @@ class CleanupReport:
                 for s in data["steps"]
             ),
         )
+
+
+#: What a step's count counts, singular and plural.
+_COUNTED = {
+    "atexit": ("atexit handler", "atexit handlers"),
+    "backends": ("exit function", "exit functions"),
+    "finalizers": ("finalizer", "finalizers"),
+    "gc": ("object collected", "objects collected"),
+    "logging": ("log handler flushed", "log handlers flushed"),
+    "files": ("file flushed or closed", "files flushed or closed"),
+    "stdio": ("stream flushed", "streams flushed"),
+}
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else f"{word}s"
+
+
+def _count_text(step: str, count: int) -> str:
+    if step == "start":
+        return ""  # its count is internal (whether the child was forked)
+    singular, plural = _COUNTED.get(step, ("item", "items"))
+    return f"{count} {singular if count == 1 else plural}"
 
 
 def read_report(path: str, exitcode: int | None) -> CleanupReport | None:

@@ -1,9 +1,11 @@
 """``python -m safeproc run``: a program, exactly as ``python`` runs it, installed.
 
-``python -m safeproc run [--cleanup SPEC] script.py [args...]`` and
-``python -m safeproc run [--cleanup SPEC] -m module [args...]`` call
-:func:`safeproc.install` and then do what the interpreter does for
-``python script.py`` / ``python -m module``:
+``python -m safeproc run [--cleanup SPEC] [--report] script.py [args...]``
+and ``python -m safeproc run [--cleanup SPEC] [--report] -m module [args...]``
+call :func:`safeproc.install` (``--report``: with ``report=True``, and a
+summary of the children's reports at exit, see :mod:`safeproc._run_report`)
+and then do what the interpreter does for ``python script.py`` /
+``python -m module``:
 
 - ``sys.argv`` is ``["script.py", *args]`` (``[<module file>, *args]``);
 - ``sys.path[0]`` is the script's directory (the current one for ``-m``),
@@ -27,6 +29,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from safeproc import _policy
 from safeproc._install import install
 from safeproc._policy import CleanupPolicy
 
@@ -36,24 +39,66 @@ if TYPE_CHECKING:
 __all__ = ["USAGE", "parse_cleanup", "run_command"]
 
 PROG = "python -m safeproc run"
-USAGE = f"usage: {PROG} [-h] [--cleanup FIELD=VALUE[,...]] (script.py | -m module) [args ...]"
-HELP = f"""{USAGE}
-
-Run a script or module exactly as python would, with safeproc.install() done
-first: every process multiprocessing and multiprocess start exits safely.
-
-options:
-  -h, --help            show this help message and exit
-  --cleanup SPEC        the CleanupPolicy for those children, as comma-separated
-                        FIELD=VALUE pairs (repeatable), e.g. timeout=5,stdio=flush.
-                        Fields: {", ".join(CleanupPolicy.FIELDS)}.
-                        Booleans: true/false (yes/no, on/off, 1/0);
-                        timeout: seconds or none.
-  -m module             run a library module as a script (ends the options)
-"""
+USAGE = (
+    f"usage: {PROG} [-h] [--cleanup FIELD=VALUE[,...]] [--report] "
+    "(script.py | -m module) [args ...]"
+)
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
+
+
+def _field_table() -> list[tuple[str, str, str]]:
+    """(field, allowed values, default) of every :class:`CleanupPolicy` field.
+
+    Read from the policy's own validation tables, so the help cannot drift
+    from what the constructor accepts.
+    """
+    defaults = CleanupPolicy().as_dict()
+    rows = []
+    for name in CleanupPolicy.FIELDS:
+        default = defaults[name]
+        if name in _policy._BOOL_FIELDS:
+            allowed, shown = "true or false", str(default).lower()
+        elif name in _policy._CHOICES:
+            allowed, shown = ", ".join(_policy._CHOICES[name]), str(default)
+        else:  # timeout
+            allowed, shown = "seconds (> 0) or none", "none" if default is None else f"{default:g}"
+        rows.append((name, allowed, shown))
+    return rows
+
+
+def help_text() -> str:
+    """Return the text of ``python -m safeproc run --help``."""
+    fields = "\n".join(
+        f"  {name:<12}{allowed:<34}default: {default}" for name, allowed, default in _field_table()
+    )
+    return f"""{USAGE}
+
+Run a Python program exactly as "python script.py args" or "python -m module
+args" would (same sys.argv, sys.path, __main__, traceback and exit status),
+with safeproc.install() done first: every child that multiprocessing or
+multiprocess starts in it exits as if it were its own program.
+
+options:
+  -h, --help            show this help message and exit
+  --cleanup FIELD=VALUE[,...]
+                        the cleanup policy of the program's children, as
+                        comma-separated pairs (repeatable), for example
+                        --cleanup timeout=5,stdio=flush; the fields are below
+  --report              at the program's exit, print to stderr what each
+                        child cleaned up: atexit handlers, finalizers, objects
+                        collected, log handlers and files flushed, errors, the
+                        slowest step (turns on report=true)
+  -m module             run a library module as a script (ends the options)
+
+cleanup fields (see safeproc.CleanupPolicy):
+{fields}
+  Booleans also take yes/no, on/off and 1/0.
+
+Options go before the script or -m module: everything after belongs to the
+program. Interpreter options (-X dev, -W error) go before "-m safeproc".
+"""
 
 
 class UsageError(Exception):
@@ -80,9 +125,8 @@ def parse_cleanup(specs: Sequence[str]) -> CleanupPolicy:
 
 
 def _field_value(name: str, text: str) -> object:
-    bool_fields = ("gc", "atexit", "finalizers", "logging", "files", "report")
     lowered = text.lower()
-    if name in bool_fields:
+    if name in _policy._BOOL_FIELDS:
         if lowered in _TRUE:
             return True
         if lowered in _FALSE:
@@ -100,34 +144,52 @@ def _field_value(name: str, text: str) -> object:
     return text  # stdio, sigterm (validated by CleanupPolicy), or unknown
 
 
-def _parse(argv: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
-    """Split the command line: cleanup specs, module (or None), program argv.
+class _CommandLine:
+    """What ``run`` was given: its options, and the program's command line."""
+
+    __slots__ = ("module", "program_argv", "report", "specs")
+
+    def __init__(self) -> None:
+        self.specs: list[str] = []
+        self.report = False
+        self.module: str | None = None
+        self.program_argv: list[str] = []
+
+
+def _parse(argv: Sequence[str]) -> _CommandLine:
+    """Split the command line into run's options and the program's.
 
     Options end at the script, at ``-m module`` or at ``--``: everything
     after them is the program's, as with ``python``.
     """
-    specs: list[str] = []
+    parsed = _CommandLine()
     args = list(argv)
     while args:
         arg = args.pop(0)
         if arg in ("-h", "--help"):
-            sys.stdout.write(HELP)
+            sys.stdout.write(help_text())
             raise SystemExit(0)
         if arg == "--cleanup" or arg.startswith("--cleanup="):
-            specs.append(_option_value(arg, "--cleanup", args))
-        elif arg == "-m" or arg.startswith("-m"):
-            return specs, _option_value(arg, "-m", args), args
+            parsed.specs.append(_option_value(arg, "--cleanup", args))
+        elif arg == "--report":
+            parsed.report = True
+        elif arg.startswith("-m"):
+            parsed.module = _option_value(arg, "-m", args)
+            parsed.program_argv = args
+            return parsed
         elif arg == "--":
             break
         elif arg.startswith("-") and arg != "-":
             msg = f"unrecognized option {arg!r} (options go before the script or -m)"
             raise UsageError(msg)
         else:
-            return specs, None, [arg, *args]
+            parsed.program_argv = [arg, *args]
+            return parsed
     if not args:
         msg = "a script or -m module is required"
         raise UsageError(msg)
-    return specs, None, args
+    parsed.program_argv = args
+    return parsed
 
 
 def _option_value(arg: str, option: str, rest: list[str]) -> str:
@@ -143,15 +205,28 @@ def _option_value(arg: str, option: str, rest: list[str]) -> str:
 def run_command(argv: Sequence[str]) -> int:
     """Run ``python -m safeproc run`` with *argv* (what follows ``run``)."""
     try:
-        specs, module, program_argv = _parse(argv)
-        policy = parse_cleanup(specs) if specs else None
-    except (UsageError, ValueError, TypeError) as exc:
-        sys.stderr.write(f"{USAGE}\n{PROG}: error: {exc}\n")
-        return 2
+        parsed = _parse(argv)
+    except UsageError as exc:
+        return _usage_error(str(exc))
+    try:
+        policy = parse_cleanup(parsed.specs) if parsed.specs else None
+    except (ValueError, TypeError) as exc:
+        return _usage_error(f"argument --cleanup: {exc}")
+    if parsed.report or (policy is not None and policy.report):
+        from safeproc._run_report import collect_reports  # noqa: PLC0415 - --report only
+
+        policy = (policy or CleanupPolicy()).replace(report=True)
+        collect_reports()
     install(policy)
-    if module is not None:
-        return run_module(module, program_argv)
-    return run_script(program_argv)
+    if parsed.module is not None:
+        return run_module(parsed.module, parsed.program_argv)
+    return run_script(parsed.program_argv)
+
+
+def _usage_error(message: str) -> int:
+    """Report a bad command line as argparse does: run's usage, the error, status 2."""
+    sys.stderr.write(f"{USAGE}\n{PROG}: error: {message}\n")
+    return 2
 
 
 def run_module(module: str, args: Sequence[str]) -> int:

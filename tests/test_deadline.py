@@ -243,3 +243,50 @@ def test_cleanup_within_the_deadline_is_not_disturbed(run_script: RunScript) -> 
         """
     )
     assert run.marks == ["atexit-done", "exitcode 0"], run.explain()
+
+
+#: The child replaces sys.stderr with an object that has no file, as a
+#: logging proxy does (celery's redirected stdouts), then hangs in __del__.
+STDERR_REPLACED = """
+import io
+
+class Cycle:
+    def __init__(self):
+        self.me = self
+    def __del__(self):
+        while True:
+            pass
+
+def child():
+    gc.set_threshold(2**31 - 1)
+    mark("child", os.getpid(), mp.current_process().name)
+    sys.stderr = io.StringIO()
+    Cycle()
+
+if __name__ == "__main__":
+    p = ctx().Process(target=child, cleanup=safe_mp.CleanupPolicy(timeout=0.5))
+    p.start()
+    p.join(60)
+    mark("exitcode", p.exitcode)
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_deadline_expiry_starts_with_a_header_line(run_script: RunScript) -> None:
+    """An expired deadline prints, first, one line saying so (child pid and name,
+    step, deadline), then the traceback, on the process's stderr, even where the
+    program replaced sys.stderr with an object that has no file."""
+    run = run_script(STDERR_REPLACED)
+    _, pid, name = next(m for m in run.marks if m.startswith("child ")).split()
+    assert run.marks[-1] == "exitcode 0", run.explain()
+    lines = run.stderr.splitlines()
+    header = (
+        f"safeproc: the cleanup deadline of 0.5 s expired in child {pid} ({name}) "
+        "during step 'gc'; cleanup stopped, exiting with code 0. Where it was:"
+    )
+    assert header in lines, run.explain()
+    at = lines.index(header)
+    # Nothing of the dump comes before it; the dump follows it.
+    assert not any("most recent call first" in line for line in lines[:at]), run.explain()
+    assert "most recent call first" in lines[at + 1], run.explain()
+    assert any("in __del__" in line for line in lines[at:]), run.explain()

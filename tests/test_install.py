@@ -270,7 +270,9 @@ def test_install_rejects_a_bad_policy() -> None:
     """install() names the argument and the allowed type on bad input."""
     import safeproc  # noqa: PLC0415 - the test's subject, imported late on purpose
 
-    with pytest.raises(TypeError, match=r"install\(\): cleanup must be a CleanupPolicy"):
+    with pytest.raises(
+        TypeError, match=r"install\(cleanup=\.\.\.\): cleanup must be a CleanupPolicy"
+    ):
         safeproc.install("timeout=5")  # type: ignore[arg-type]
     assert not safeproc._install.installed()
 

@@ -16,6 +16,8 @@ import safeproc.stdlib
 from safeproc import CleanupPolicy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from conftest import RunScript
 
 BOOL_FIELDS = ("gc", "atexit", "finalizers", "logging", "files", "report")
@@ -146,6 +148,27 @@ def test_bad_cleanup_arguments_fail_in_the_parent(module: Any) -> None:
         module.Pool(1, cleanup=True)
     with pytest.raises(ValueError, match="cannot find context"):
         module.get_context("teleport")
+
+
+@pytest.mark.parametrize("module", [safeproc, safeproc.stdlib], ids=["multiprocess", "stdlib"])
+def test_bad_cleanup_errors_name_what_the_user_called(module: Any) -> None:
+    """A bad cleanup= names the public call (``Process(cleanup=...)``), never an
+    internal class (SafeProcess, DillSafeForkProcess, SafePool ...)."""
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("Process", lambda: module.Process(target=print, cleanup=1)),
+        ("Process", lambda: module.get_context("spawn").Process(target=print, cleanup=1)),
+        ("Pool", lambda: module.Pool(1, cleanup=1)),
+        ("Pool", lambda: module.get_context("fork").Pool(1, cleanup=1)),
+        ("get_context", lambda: module.get_context("fork", cleanup=1)),
+        ("get_context", lambda: module.get_context(cleanup=1)),
+        ("install", lambda: module.install(1)),
+    ]
+    for name, call in calls:
+        with pytest.raises(TypeError) as caught:
+            call()
+        message = str(caught.value)
+        assert message.startswith(f"{name}(cleanup=...): cleanup must be a CleanupPolicy"), message
+        assert "Safe" not in message, message
 
 
 def test_default_policy_setter() -> None:

@@ -60,3 +60,30 @@ def run_example(name: str, *args: str, method: str | None = None) -> None:
         sys.stdout.write("--- stderr\n" + result.stderr)
     if result.returncode:
         sys.stdout.write(f"exit code {result.returncode}\n")
+
+
+def run_cli(*args: str) -> None:
+    """Run ``python -m safeproc ARGS`` as a reader would; print what it prints.
+
+    It runs in this directory (``run`` finds the example programs here) at
+    a terminal width of 80 columns, as help is shown on most terminals.
+    Prints stdout, then any stderr under ``--- stderr``, then a non-zero
+    exit status.
+    """
+    env = dict(os.environ, COLUMNS="80")
+    env.pop("PYTHONUNBUFFERED", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "safeproc", *args],
+        cwd=HERE,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    sys.stdout.write(result.stdout)
+    if result.stderr:
+        sys.stdout.write("--- stderr\n" + result.stderr)
+    if result.returncode:
+        sys.stdout.write(f"exit code {result.returncode}\n")

@@ -18,3 +18,4 @@ if __name__ == "__main__":
     report = p.cleanup_report
     print("atexit handlers run:", report.step("atexit").count)
     print("deadline expired:", report.deadline_expired)
+    print(report)
