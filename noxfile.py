@@ -148,8 +148,8 @@ def docs(session: nox.Session) -> None:
     """Build the Sphinx site (nitpicky, warnings as errors) and run its doctests.
 
     The support table shows the results of ``nox -s tests`` where there are
-    some, else those committed with the release, else says "not measured
-    here" (docs/_ext/support_results.py): a clean clone builds.
+    some, else those committed in docs/_data/test-results/, else says "not
+    measured here" (docs/_ext/support_results.py): a clean clone builds.
     """
     # tests: the support table's own tests need Sphinx, so they run here.
     session.install(".[docs,tests]")

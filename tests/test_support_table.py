@@ -146,7 +146,7 @@ def test_committed_results_fill_in_where_nothing_ran_here(
     assert by_python[PYTHON].origin == "committed"
     assert by_python["3.99"].origin == "local"
     text = support.describe(PYTHON, by_python[PYTHON], local, committed)
-    assert "results committed with the release" in text
+    assert f"Python {PYTHON}: committed results (" in text
     assert str(committed / f"py{PYTHON}.xml") in text
     assert _within(_date(text), measured)
 

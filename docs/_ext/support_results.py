@@ -8,7 +8,9 @@ Where the numbers come from, for each Python version, the first of:
 1. a local test run: ``py<version>.xml`` in ``$SAFEPROC_TEST_RESULTS`` if
    set, else in ``build/test-results/`` (``nox -s tests`` writes there; CI
    runs it before the docs, so CI's table is always its own);
-2. results committed with a release: ``docs/_data/test-results/``;
+2. results committed in ``docs/_data/test-results/``, where a release
+   copies its ``build/test-results/py*.xml``, so that a site built
+   without a test run (Read the Docs, a clean clone) shows them;
 3. none: the table says "not measured here" for that version.
 
 The table says which one each version's numbers come from and when that run
@@ -45,7 +47,7 @@ __all__ = [
 
 #: The checkout (or unpacked sdist) this file is in.
 ROOT = Path(__file__).resolve().parents[2]
-#: Results committed with a release: the fallback where nothing ran here.
+#: Results committed with the sources: the fallback where nothing ran here.
 COMMITTED = ROOT / "docs" / "_data" / "test-results"
 #: What the table says for a Python version without any results.
 NOT_MEASURED = "not measured here"
@@ -272,9 +274,7 @@ def describe(python: str, results: Results | None, local: Path, committed: Path 
             f"Python {python}: {NOT_MEASURED} (no py{python}.xml in {_shown(local)}/ "
             f"or {_shown(committed)}/)"
         )
-    where = (
-        "a local test run" if results.origin == "local" else "results committed with the release"
-    )
+    where = "a local test run" if results.origin == "local" else "committed results"
     outcomes = [c.outcome for c in results.cases]
     return (
         f"Python {python}: {where} ({_shown(results.path)}), run {results.timestamp}: "
