@@ -139,7 +139,7 @@ def build(session: nox.Session) -> None:
     session.run(
         "python",
         *("-P", "-m", "pytest", "-p", "no:cacheprovider", "-q"),
-        *("tests/test_api.py", "tests/test_policy.py"),
+        *("tests/test_api.py", "tests/test_policy.py", "tests/test_support_table.py"),
     )
 
 
