@@ -3,9 +3,10 @@
 ``nox -s tests`` makes pytest write one JUnit XML file per Python version to
 ``build/test-results/py<version>.xml``. The ``.. support-table::`` directive
 reads those files (or, where a version has none, the ones committed in
-``docs/_data/test-results/``: see ``support_results.py``) and renders, per Python version, one
-row per promise and one column per backend and start method; a cell says how
-many of the tests that check that promise in that combination passed.
+``docs/_data/test-results/``: see ``support_results.py``) and renders, per
+Python version, one row per promise and one column per backend and start
+method; a cell says how many of the tests that check that promise in that
+combination passed.
 
 How a test lands in a cell:
 
