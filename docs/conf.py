@@ -1,9 +1,11 @@
 """Sphinx configuration for the safeproc documentation.
 
-Built by ``nox -s docs``: nitpicky, warnings as errors, then the doctest
-builder. Needs the test results of ``nox -s tests`` (the support table is
-generated from them) and no network: the Python inventory for intersphinx
-is written locally by ``_ext/python_inventory.py``.
+Built by ``nox -s docs`` (and by Read the Docs, ``.readthedocs.yaml``):
+nitpicky, warnings as errors, then the doctest builder. The support table
+uses the results of ``nox -s tests`` where present, else those committed in
+``_data/test-results/`` (``_ext/support_results.py``). No network: the
+Python inventory for intersphinx is written locally by
+``_ext/python_inventory.py``.
 """
 
 from __future__ import annotations
