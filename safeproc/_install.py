@@ -51,13 +51,14 @@ from typing import TYPE_CHECKING, Any
 from safeproc import _forks
 from safeproc._cleanup import run_child
 from safeproc._errors import report_unraisable
+from safeproc._import_hook import OnImport
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._process import SafeProcessMixin, prepare_parent, start_method_of
 from safeproc._sigterm import escalate_later
+from safeproc._terminate import bounded_terminate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from importlib.machinery import ModuleSpec
+    from collections.abc import Callable
     from types import ModuleType
 
 __all__ = ["install", "installed", "uninstall"]
@@ -93,6 +94,8 @@ class _Patch:
 report_dir: str | None = None
 
 _patches: list[_Patch] = []
+#: The pool modules whose Pool.terminate is bounded (``_patch_pool_terminate``).
+_patched_pools: set[str] = set()
 #: The backends (package names) whose methods carry safeproc's patches.
 _patched_backends: set[str] = set()
 
@@ -155,66 +158,14 @@ def _patch_backend(backend: ModuleType) -> None:
         measure_multiprocess_children()
 
 
-class _PatchOnImport:
-    """Patches ``multiprocess`` when a program imports it after :func:`install`.
-
-    A :data:`sys.meta_path` finder (not derived from ``importlib.abc``, whose
-    import would cost every child more than this class does). It finds
-    nothing itself: it asks the finders after it for the real spec and gives
-    it a loader that runs the real one, then patches the module. The real
-    loader (often shared: a zip importer loads every module of its archive)
-    is never changed.
-    """
-
-    def find_spec(
-        self,
-        fullname: str,
-        path: Sequence[str] | None,
-        target: ModuleType | None = None,
-    ) -> ModuleSpec | None:
-        """Return the real spec of ``multiprocess``, with a patching loader."""
-        if fullname != "multiprocess" or not _active:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec: ModuleSpec | None = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        spec.loader = _PatchingLoader(spec.loader)  # type: ignore[assignment]
-        return spec
+def _patch_if_active(module: ModuleType) -> None:
+    with _lock:
+        if _active:
+            _patch_backend(module)
 
 
-class _PatchingLoader:
-    """Loads ``multiprocess`` with its real loader, then patches it."""
-
-    def __init__(self, loader: Any) -> None:  # noqa: ANN401 - any importlib loader
-        self.loader = loader
-
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        """Let the real loader create the module, as it would."""
-        create = getattr(self.loader, "create_module", None)
-        return None if create is None else create(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        """Run the module with the real loader back in place, then patch it."""
-        module.__loader__ = self.loader
-        if module.__spec__ is not None:
-            module.__spec__.loader = self.loader
-        self.loader.exec_module(module)
-        with _lock:
-            if _active:
-                _patch_backend(module)
-
-    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - whatever the real loader has
-        return getattr(self.loader, name)
-
-
-_PATCH_ON_IMPORT = _PatchOnImport()
+#: Patches ``multiprocess`` when a program imports it after :func:`install`.
+_PATCH_ON_IMPORT = OnImport("multiprocess", _patch_if_active)
 
 
 def uninstall() -> None:
@@ -231,6 +182,7 @@ def uninstall() -> None:
         _active = False
         _policy = None
         _patched_backends.clear()
+        _patched_pools.clear()
         if _PATCH_ON_IMPORT in sys.meta_path:
             sys.meta_path.remove(_PATCH_ON_IMPORT)
         while _patches:
@@ -333,6 +285,7 @@ def _make_marked_start(backend: Any, original: Callable[[Any], None]) -> Callabl
             from safeproc import _run_report  # noqa: PLC0415 - run --report only
 
             self._safeproc_install_report = _run_report.report_path(reports_to, self)
+        _patch_pool_terminate(backend)
         method = start_method_of(self, backend)
         prepare_parent(backend, method, __name__)
         with _forks.starting_safe_child(method):
@@ -346,6 +299,44 @@ def _make_marked_start(backend: Any, original: Callable[[Any], None]) -> Callabl
     return start
 
 
+def _patch_pool_terminate(backend: Any) -> None:  # noqa: ANN401 - either backend
+    """Bound the plain ``Pool.terminate`` of *backend*, once its pool module is in use.
+
+    Called as each process starts (a pool starts its workers before anyone
+    can terminate it), so that install() itself never imports the pool
+    module into a child that does not use pools.
+    """
+    name = f"{backend.__name__}.pool"
+    pool_module = sys.modules.get(name)
+    if pool_module is None or name in _patched_pools:
+        return
+    with _lock:
+        if not _active or name in _patched_pools:
+            return
+        pool_class = pool_module.Pool
+        connection = importlib.import_module(f"{backend.__name__}.connection")
+        _patch(pool_class, "terminate", _make_bounded_terminate(pool_class.terminate, connection))
+        _patched_pools.add(name)
+
+
+def _make_bounded_terminate(
+    original: Callable[[Any], None],
+    connection: Any,  # noqa: ANN401 - the backend's connection module
+) -> Callable[[Any], None]:
+    """Wrap ``Pool.terminate``: never hangs on a lock a stopped worker held (as SafePool's)."""
+
+    def terminate(self: Any) -> None:  # noqa: ANN401 - a Pool of either backend
+        if not _active or getattr(type(self), "_safeproc_bounded_terminate", False):
+            original(self)  # uninstalled, or a SafePool, which bounds its own
+            return
+        policy = _policy or get_default_cleanup()
+        bounded_terminate(self, lambda: original(self), policy.timeout, connection)
+
+    terminate.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(terminate, _WRAPPER_MARK, True)
+    return terminate
+
+
 def _make_escalating_terminate(original: Callable[[Any], None]) -> Callable[[Any], None]:
     """Wrap ``BaseProcess.terminate``: a ``sigterm="cleanup"`` child is made sure to end.
 
@@ -354,6 +345,7 @@ def _make_escalating_terminate(original: Callable[[Any], None]) -> Callable[[Any
 
     def terminate(self: Any) -> None:  # noqa: ANN401 - a BaseProcess of either backend
         original(self)
+        self._safeproc_terminate_sent = True  # a bounded pool terminate signals once
         policy = getattr(self, "_safeproc_install_policy", None)
         if policy is not None and policy.sigterm == "cleanup":
             escalate_later(self, policy.timeout)

@@ -4,31 +4,24 @@ Workers are safe processes from a safe context, so ``close()``/``join()``,
 ``maxtasksperchild`` recycling and (with ``sigterm="cleanup"``)
 ``terminate()`` all end in the child's exit sequence.
 
-``terminate()`` is also bounded in the parent. The stock
-``Pool._terminate_pool`` can block before it signals any worker, on a lock
-a worker holds (``inqueue._rlock`` in ``_help_stuff_finish``,
-``outqueue._wlock`` in ``outqueue.put``); design.md measured 2 hangs in 100
-rounds on 3.9. :meth:`SafePool.terminate` runs the stock terminate in a
-helper thread; if it has not signalled the workers after a second, it
-signals them itself, waits for them to die (their deadline bounds that),
-and then releases those two locks, whose holders are dead by then.
+``terminate()`` is also bounded in the parent: the stock
+``Pool._terminate_pool`` can block on a lock a worker holds, and
+:meth:`SafePool.terminate` runs it under
+:func:`safeproc._terminate.bounded_terminate`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.pool as _std_pool
 import threading
-import time
-import warnings
 from typing import TYPE_CHECKING, Any
 
 from safeproc._backends import SafeContext, safe_context
-from safeproc._policy import DEFAULT_TIMEOUT, CleanupPolicy, check_policy, get_default_cleanup
-from safeproc._sigterm import ESCALATION_MARGIN, KILL_MARGIN, has_ended
+from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
+from safeproc._terminate import bounded_terminate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -83,6 +76,9 @@ def _make_worker(reports: _PoolReports, ctx: Any, *args: Any, **kwds: Any) -> An
 class _SafePoolMixin:
     """Safe workers, a per-pool policy, and the workers' cleanup reports."""
 
+    #: terminate() is bounded here: install()'s bounded Pool.terminate passes through.
+    _safeproc_bounded_terminate = True
+
     _safeproc_backend: Any
     _safeproc_reports: _PoolReports
 
@@ -121,50 +117,12 @@ class _SafePoolMixin:
         Never hangs in the parent: see the module documentation. With
         ``sigterm="cleanup"`` each worker runs its cleanup before it dies.
         """
-        runner = threading.Thread(
-            target=super().terminate,  # type: ignore[misc]
-            name="safeproc-pool-terminate",
-            daemon=True,
+        bounded_terminate(
+            self,
+            super().terminate,  # type: ignore[misc]
+            self.cleanup.timeout,
+            self._safeproc_backend.connection,
         )
-        runner.start()
-        runner.join(_STUCK_AFTER)
-        if not runner.is_alive():
-            return
-        workers = self._live_workers()
-        if any(not w._safeproc_terminate_sent for w in workers):
-            # Stuck before signalling any worker: do it here.
-            for worker in workers:
-                if not worker._safeproc_terminate_sent:
-                    worker.terminate()
-        timeout = self.cleanup.timeout
-        deadline = (DEFAULT_TIMEOUT if timeout is None else timeout) + _WORKERS_DEAD_AFTER
-        sentinels = [w.sentinel for w in workers]
-        end = time.monotonic() + deadline
-        while sentinels and runner.is_alive() and time.monotonic() < end:
-            done = self._safeproc_backend.connection.wait(sentinels, timeout=0.1)
-            sentinels = [s for s in sentinels if s not in done]
-        runner.join(_SETTLE)
-        if runner.is_alive():
-            # Every worker is dead: a lock the stock code waits for is held
-            # by one of them and will never be released otherwise.
-            for lock in (
-                getattr(self._inqueue, "_rlock", None),  # type: ignore[attr-defined]
-                getattr(self._outqueue, "_wlock", None),  # type: ignore[attr-defined]
-            ):
-                _release_if_held(lock)
-            runner.join(_STUCK_AFTER)
-        if runner.is_alive():
-            warnings.warn(
-                "Pool.terminate(): the pool's internal threads are still blocked; "
-                "its worker processes have ended",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-
-    def _live_workers(self) -> list[Any]:
-        """Return the workers that have not ended; never reap one (the pool's threads do)."""
-        workers = list(self._pool)  # type: ignore[attr-defined]
-        return [w for w in workers if w._popen is not None and not has_ended(w._popen)]
 
     def cleanup_reports(self, *, clear: bool = False) -> list[CleanupReport]:
         """Return the cleanup reports of the workers the pool has reaped so far.
@@ -182,25 +140,6 @@ class _SafePoolMixin:
             if clear:
                 self._safeproc_reports.reports.clear()
             return reports
-
-
-#: Seconds the stock terminate may take before safeproc signals workers itself.
-_STUCK_AFTER = 1.0
-#: Beyond the deadline: the parent's escalation margins, then some slack.
-_WORKERS_DEAD_AFTER = ESCALATION_MARGIN + KILL_MARGIN + 1.0
-#: Once every worker is dead, how long the stock terminate gets to finish.
-_SETTLE = 0.2
-
-
-def _release_if_held(lock: Any) -> None:  # noqa: ANN401 - a SemLock or None
-    """Release a multiprocessing Lock if it is held (any holder may release)."""
-    if lock is None:
-        return
-    if lock.acquire(block=False):
-        lock.release()
-        return
-    with contextlib.suppress(ValueError, OSError):
-        lock.release()
 
 
 class SafePool(_SafePoolMixin, _std_pool.Pool):

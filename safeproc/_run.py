@@ -29,7 +29,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from safeproc import _policy
+from safeproc import _install, _policy
 from safeproc._install import install
 from safeproc._policy import CleanupPolicy
 
@@ -216,7 +216,7 @@ def run_command(argv: Sequence[str]) -> int:
         from safeproc._run_report import collect_reports  # noqa: PLC0415 - --report only
 
         policy = (policy or CleanupPolicy()).replace(report=True)
-        collect_reports()
+        _install.report_dir = collect_reports()
     install(policy)
     if parsed.module is not None:
         return run_module(parsed.module, parsed.program_argv)

@@ -8,7 +8,7 @@ program's exit::
     run --report (this process)              children, at any depth, any start method
     ---------------------------              ---------------------------------------
     collect_reports(): a report directory,   start() (safeproc._install) names the
-      _install.report_dir = it  ---------->    child's report file there:
+      (run: _install.report_dir = it) --->    child's report file there:
                                                <clock>-<starter pid>-<n>-<name in hex>
     ... the program runs ...                 each child rewrites its report after
                                                every step (safeproc._report_writer)
@@ -36,7 +36,6 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from safeproc import _install
 from safeproc._report import read_report
 
 if TYPE_CHECKING:
@@ -60,12 +59,12 @@ _counter = itertools.count(1)
 
 
 def collect_reports() -> str:
-    """Make the children started from now on report; print a summary at exit.
+    """Print a summary of the reports in a new directory at exit; return it.
 
-    Returns the report directory.
+    The caller makes the children started from now on report there
+    (``safeproc._install.report_dir``).
     """
     directory = tempfile.mkdtemp(prefix="safeproc-run-reports-")
-    _install.report_dir = directory
     # atexit runs the last registered first: the summary must come after the
     # multiprocessing packages' exit functions, which join (or terminate) the
     # children the program left running.
