@@ -30,10 +30,13 @@ spawned and forkserver children install themselves first.
 attribute; where someone else wrapped it since, it leaves their patch in
 place and the wrapper becomes a pass-through.
 
-``multiprocess`` is patched only where it is imported: at ``install()`` if
-it already is, otherwise by a finder on :data:`sys.meta_path` the moment a
-later ``import multiprocess`` completes. A program (or a spawned child) that
-uses only the standard library never imports ``multiprocess`` and ``dill``.
+``multiprocess`` and ``billiard`` (Celery's fork of multiprocessing) are
+patched only where they are imported: at ``install()`` if they already
+are, otherwise by a finder on :data:`sys.meta_path` the moment a later
+``import multiprocess`` / ``import billiard`` completes. A program (or a
+spawned child) that uses only the standard library never imports them (nor
+``dill``). Billiard's pool workers end inside their target, with
+``os._exit``: :mod:`safeproc._billiard` finishes them there.
 """
 
 from __future__ import annotations
@@ -90,14 +93,17 @@ class _Patch:
 _patches: list[_Patch] = []
 #: The backends (package names) whose methods carry safeproc's patches.
 _patched_backends: set[str] = set()
+#: The backends patched only once a program imports them.
+LAZY_BACKENDS = ("multiprocess", "billiard")
 
 
 def install(cleanup: CleanupPolicy | None = None) -> None:
-    """Make every process ``multiprocessing`` and ``multiprocess`` start safe.
+    """Make every process ``multiprocessing``, ``multiprocess`` and ``billiard`` start safe.
 
     After this call, children started through the plain libraries (their
     ``Process`` and every context's, ``Pool`` workers, the stdlib
-    ``ProcessPoolExecutor``'s workers, managers), by code imported before or
+    ``ProcessPoolExecutor``'s workers, managers, and billiard's processes
+    and pool workers: Celery's prefork pool), by code imported before or
     after it, run safeproc's exit sequence under every start method, as
     :class:`SafeProcess` children do. Process classes, ``isinstance`` checks
     and pickling are unchanged. Calling it again only changes the policy.
@@ -118,9 +124,10 @@ def install(cleanup: CleanupPolicy | None = None) -> None:
         if _active:
             return
         _patch_backend(multiprocessing)
-        if "multiprocess" in sys.modules:
-            _patch_backend(importlib.import_module("multiprocess"))
-        elif _PATCH_ON_IMPORT not in sys.meta_path:
+        for name in LAZY_BACKENDS:
+            if name in sys.modules:
+                _patch_backend(importlib.import_module(name))
+        if _PATCH_ON_IMPORT not in sys.meta_path:
             sys.meta_path.insert(0, _PATCH_ON_IMPORT)
         _active = True
 
@@ -142,6 +149,10 @@ def _patch_backend(backend: ModuleType) -> None:
         _make_preparation_data(spawn_module.get_preparation_data),
     )
     _patched_backends.add(backend.__name__)
+    if backend.__name__ == "billiard":
+        from safeproc._billiard import patch_pool  # noqa: PLC0415 - billiard users only
+
+        patch_pool(_patch)
     if backend.__name__ == "multiprocess":
         # coverage.py measures the stdlib's children; this brings the same
         # to multiprocess's (see safeproc._coverage).
@@ -151,7 +162,7 @@ def _patch_backend(backend: ModuleType) -> None:
 
 
 class _PatchOnImport:
-    """Patches ``multiprocess`` when a program imports it after :func:`install`.
+    """Patches ``multiprocess`` or ``billiard`` when a program imports it after :func:`install`.
 
     A :data:`sys.meta_path` finder (not derived from ``importlib.abc``, whose
     import would cost every child more than this class does). It finds
@@ -167,8 +178,8 @@ class _PatchOnImport:
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
-        """Return the real spec of ``multiprocess``, with a patching loader."""
-        if fullname != "multiprocess" or not _active:
+        """Return the real spec of a lazily patched backend, with a patching loader."""
+        if fullname not in LAZY_BACKENDS or not _active or fullname in _patched_backends:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -185,7 +196,7 @@ class _PatchOnImport:
 
 
 class _PatchingLoader:
-    """Loads ``multiprocess`` with its real loader, then patches it."""
+    """Loads a backend with its real loader, then patches it."""
 
     def __init__(self, loader: Any) -> None:  # noqa: ANN401 - any importlib loader
         self.loader = loader
@@ -291,15 +302,16 @@ def _patch(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:  # noqa:
 
 
 def _make_safe_bootstrap(backend: Any, original: Callable[..., int]) -> Callable[..., int]:  # noqa: ANN401
-    def _bootstrap(self: Any, parent_sentinel: int | None = None) -> int:  # noqa: ANN401
+    # (billiard's _bootstrap takes no parent_sentinel: arguments pass through.)
+    def _bootstrap(self: Any, *args: Any, **kwargs: Any) -> int:  # noqa: ANN401
         global _running_in_pid  # noqa: PLW0603 - set once in the child
         if not _active or isinstance(self, SafeProcessMixin) or _running_in_pid == os.getpid():
-            return original(self, parent_sentinel)
+            return original(self, *args, **kwargs)
         _running_in_pid = os.getpid()
         policy = getattr(self, "_safeproc_install_policy", None) or _policy or get_default_cleanup()
         return run_child(
             self,
-            lambda: original(self, parent_sentinel),
+            lambda: original(self, *args, **kwargs),
             policy,
             start_method=start_method_of(self, backend),
             report_path=None,
