@@ -245,6 +245,23 @@ def clients(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def engines(session: nox.Session) -> None:
+    """Run the engine tests: Celery prefork workers on Redis, dask nanny clusters.
+
+    Needs Debian's ``redis-server`` on PATH (``.ci/run`` installs it); the
+    tests start and stop their own on a free localhost port.
+    """
+    session.install(".[tests]", "celery", "redis", "dask[distributed]", "opentelemetry-sdk")
+    session.run(
+        "python",
+        *("-m", "pytest", "-p", "no:cacheprovider", "-m", "engines"),
+        "tests/test_engines.py",
+        *session.posargs,
+        env={"PYTHONFAULTHANDLER": "1"},
+    )
+
+
+@nox.session(python="3.11")
 def faults(session: nox.Session) -> None:
     """Seeded fault injection, then the never-worse corpus under faults.
 

@@ -77,9 +77,13 @@ if TYPE_CHECKING:
     from safeproc._forks import Boundary
     from safeproc._policy import CleanupPolicy
 
-__all__ = ["begin_child", "finish_child", "run_child"]
+__all__ = ["begin_child", "finish_child", "run_child", "running_child"]
 
 _FORKED_METHODS = frozenset({"fork", "forkserver"})
+
+#: (pid, state) of the safe child running in this process: a pool whose
+#: workers end inside their target (billiard's ``os._exit``) finishes it there.
+_running: tuple[int, ChildExit] | None = None
 
 
 # -- the whole child --------------------------------------------------------
@@ -109,10 +113,25 @@ def run_child(
         )
     except BaseException:  # noqa: BLE001 - fall back to plain behaviour
         report_unraisable("Exception ignored in safeproc child start", process)
+    if state is not None:
+        global _running  # noqa: PLW0603 - once per child
+        _running = (os.getpid(), state)
     exitcode = plain_bootstrap()
     if state is not None:
         finish_child(state, exitcode)
     return exitcode
+
+
+def running_child() -> ChildExit | None:
+    """Return the exit state of the safe child this process is, if it is one.
+
+    ``None`` in a parent, a plain child, or a process forked from a safe
+    child without being one itself (the state would be its parent's).
+    """
+    running = _running
+    if running is None or running[0] != os.getpid():
+        return None
+    return running[1]
 
 
 # -- at child start ---------------------------------------------------------

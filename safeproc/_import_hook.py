@@ -23,10 +23,10 @@ __all__ = ["OnImport"]
 
 
 class OnImport:
-    """A finder that calls *then* with module *fullname* once it is imported."""
+    """A finder that calls *then* with each module of *names* once it is imported."""
 
-    def __init__(self, fullname: str, then: Callable[[ModuleType], None]) -> None:
-        self.fullname = fullname
+    def __init__(self, names: tuple[str, ...], then: Callable[[ModuleType], None]) -> None:
+        self.names = names
         self.then = then
 
     def find_spec(
@@ -36,7 +36,7 @@ class OnImport:
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
         """Return the real spec of the module, with a loader that calls back."""
-        if fullname != self.fullname:
+        if fullname not in self.names or fullname in sys.modules:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):

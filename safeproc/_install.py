@@ -30,10 +30,13 @@ spawned and forkserver children install themselves first.
 attribute; where someone else wrapped it since, it leaves their patch in
 place and the wrapper becomes a pass-through.
 
-``multiprocess`` is patched only where it is imported: at ``install()`` if
-it already is, otherwise by a finder on :data:`sys.meta_path` the moment a
-later ``import multiprocess`` completes. A program (or a spawned child) that
-uses only the standard library never imports ``multiprocess`` and ``dill``.
+``multiprocess`` and ``billiard`` (Celery's fork of multiprocessing) are
+patched only where they are imported: at ``install()`` if they already
+are, otherwise by a finder on :data:`sys.meta_path` the moment a later
+``import multiprocess`` / ``import billiard`` completes. A program (or a
+spawned child) that uses only the standard library never imports them (nor
+``dill``). Billiard's pool workers end inside their target, with
+``os._exit``: :mod:`safeproc._billiard` finishes them there.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from safeproc._import_hook import OnImport
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._process import SafeProcessMixin, prepare_parent, start_method_of
 from safeproc._sigterm import escalate_later
-from safeproc._terminate import bounded_terminate
+from safeproc._terminate import make_bounded_terminate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -98,14 +101,17 @@ _patches: list[_Patch] = []
 _patched_pools: set[str] = set()
 #: The backends (package names) whose methods carry safeproc's patches.
 _patched_backends: set[str] = set()
+#: The backends patched only once a program imports them.
+LAZY_BACKENDS = ("multiprocess", "billiard")
 
 
 def install(cleanup: CleanupPolicy | None = None) -> None:
-    """Make every process ``multiprocessing`` and ``multiprocess`` start safe.
+    """Make every process ``multiprocessing``, ``multiprocess`` and ``billiard`` start safe.
 
     After this call, children started through the plain libraries (their
     ``Process`` and every context's, ``Pool`` workers, the stdlib
-    ``ProcessPoolExecutor``'s workers, managers), by code imported before or
+    ``ProcessPoolExecutor``'s workers, managers, and billiard's processes
+    and pool workers: Celery's prefork pool), by code imported before or
     after it, run safeproc's exit sequence under every start method, as
     :class:`SafeProcess` children do. Process classes, ``isinstance`` checks
     and pickling are unchanged. Calling it again only changes the policy.
@@ -126,9 +132,10 @@ def install(cleanup: CleanupPolicy | None = None) -> None:
         if _active:
             return
         _patch_backend(multiprocessing)
-        if "multiprocess" in sys.modules:
-            _patch_backend(importlib.import_module("multiprocess"))
-        elif _PATCH_ON_IMPORT not in sys.meta_path:
+        for name in LAZY_BACKENDS:
+            if name in sys.modules:
+                _patch_backend(importlib.import_module(name))
+        if _PATCH_ON_IMPORT not in sys.meta_path:
             sys.meta_path.insert(0, _PATCH_ON_IMPORT)
         _active = True
 
@@ -150,6 +157,10 @@ def _patch_backend(backend: ModuleType) -> None:
         _make_preparation_data(spawn_module.get_preparation_data),
     )
     _patched_backends.add(backend.__name__)
+    if backend.__name__ == "billiard":
+        from safeproc._billiard import patch_pool  # noqa: PLC0415 - billiard users only
+
+        patch_pool(_patch)
     if backend.__name__ == "multiprocess":
         # coverage.py measures the stdlib's children; this brings the same
         # to multiprocess's (see safeproc._coverage).
@@ -164,8 +175,8 @@ def _patch_if_active(module: ModuleType) -> None:
             _patch_backend(module)
 
 
-#: Patches ``multiprocess`` when a program imports it after :func:`install`.
-_PATCH_ON_IMPORT = OnImport("multiprocess", _patch_if_active)
+#: Patches ``multiprocess`` or ``billiard`` when a program imports it after :func:`install`.
+_PATCH_ON_IMPORT = OnImport(LAZY_BACKENDS, _patch_if_active)
 
 
 def uninstall() -> None:
@@ -248,15 +259,16 @@ def _patch(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:  # noqa:
 
 
 def _make_safe_bootstrap(backend: Any, original: Callable[..., int]) -> Callable[..., int]:  # noqa: ANN401
-    def _bootstrap(self: Any, parent_sentinel: int | None = None) -> int:  # noqa: ANN401
+    # (billiard's _bootstrap takes no parent_sentinel: arguments pass through.)
+    def _bootstrap(self: Any, *args: Any, **kwargs: Any) -> int:  # noqa: ANN401
         global _running_in_pid  # noqa: PLW0603 - set once in the child
         if not _active or isinstance(self, SafeProcessMixin) or _running_in_pid == os.getpid():
-            return original(self, parent_sentinel)
+            return original(self, *args, **kwargs)
         _running_in_pid = os.getpid()
         policy = getattr(self, "_safeproc_install_policy", None) or _policy or get_default_cleanup()
         return run_child(
             self,
-            lambda: original(self, parent_sentinel),
+            lambda: original(self, *args, **kwargs),
             policy,
             start_method=start_method_of(self, backend),
             report_path=getattr(self, "_safeproc_install_report", None),
@@ -299,6 +311,11 @@ def _make_marked_start(backend: Any, original: Callable[[Any], None]) -> Callabl
     return start
 
 
+def _installed_policy() -> CleanupPolicy | None:
+    """Return the policy of install()'s children; None when not installed."""
+    return (_policy or get_default_cleanup()) if _active else None
+
+
 def _patch_pool_terminate(backend: Any) -> None:  # noqa: ANN401 - either backend
     """Bound the plain ``Pool.terminate`` of *backend*, once its pool module is in use.
 
@@ -315,26 +332,10 @@ def _patch_pool_terminate(backend: Any) -> None:  # noqa: ANN401 - either backen
             return
         pool_class = pool_module.Pool
         connection = importlib.import_module(f"{backend.__name__}.connection")
-        _patch(pool_class, "terminate", _make_bounded_terminate(pool_class.terminate, connection))
+        wrapper = make_bounded_terminate(pool_class.terminate, connection, _installed_policy)
+        setattr(wrapper, _WRAPPER_MARK, True)
+        _patch(pool_class, "terminate", wrapper)
         _patched_pools.add(name)
-
-
-def _make_bounded_terminate(
-    original: Callable[[Any], None],
-    connection: Any,  # noqa: ANN401 - the backend's connection module
-) -> Callable[[Any], None]:
-    """Wrap ``Pool.terminate``: never hangs on a lock a stopped worker held (as SafePool's)."""
-
-    def terminate(self: Any) -> None:  # noqa: ANN401 - a Pool of either backend
-        if not _active or getattr(type(self), "_safeproc_bounded_terminate", False):
-            original(self)  # uninstalled, or a SafePool, which bounds its own
-            return
-        policy = _policy or get_default_cleanup()
-        bounded_terminate(self, lambda: original(self), policy.timeout, connection)
-
-    terminate.__wrapped__ = original  # type: ignore[attr-defined]
-    setattr(terminate, _WRAPPER_MARK, True)
-    return terminate
 
 
 def _make_escalating_terminate(original: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -33,7 +33,9 @@ from safeproc._sigterm import ESCALATION_MARGIN, KILL_MARGIN, has_ended
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["bounded_terminate"]
+    from safeproc._policy import CleanupPolicy
+
+__all__ = ["bounded_terminate", "make_bounded_terminate"]
 
 #: Seconds the stock terminate may take before safeproc signals workers itself.
 STUCK_AFTER = 1.0
@@ -95,6 +97,28 @@ def bounded_terminate(
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def make_bounded_terminate(
+    original: Callable[[Any], None],
+    connection: Any,  # noqa: ANN401 - the backend's connection module
+    installed_policy: Callable[[], CleanupPolicy | None],
+) -> Callable[[Any], None]:
+    """Wrap a plain ``Pool.terminate`` for :func:`safeproc.install`, bounded as SafePool's.
+
+    :param installed_policy: the installed policy, or ``None`` once
+        uninstalled (the wrapper then passes through).
+    """
+
+    def terminate(self: Any) -> None:  # noqa: ANN401 - a Pool of either backend
+        policy = installed_policy()
+        if policy is None or getattr(type(self), "_safeproc_bounded_terminate", False):
+            original(self)  # uninstalled, or a SafePool, which bounds its own
+            return
+        bounded_terminate(self, lambda: original(self), policy.timeout, connection)
+
+    terminate.__wrapped__ = original  # type: ignore[attr-defined]
+    return terminate
 
 
 def _draining(pool: Any) -> bool:  # noqa: ANN401 - a Pool of either backend

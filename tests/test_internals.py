@@ -30,9 +30,13 @@ if TYPE_CHECKING:
 _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()), threading.Condition)
 
 
+#: Importing these calls safeproc.install() (that is what they are for).
+_INSTALLING_MODULES = ("safeproc.celery", "safeproc.dask")
+
+
 def _safeproc_modules() -> Iterator[Any]:
     for info in pkgutil.walk_packages(safeproc.__path__, "safeproc."):
-        if info.name.endswith("__main__"):
+        if info.name.endswith("__main__") or info.name in _INSTALLING_MODULES:
             continue
         yield importlib.import_module(info.name)
 
