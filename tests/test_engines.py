@@ -119,7 +119,25 @@ def dask_setup(server):
         make_finalizable_state("parent")
 """
 
-CELERY_APP = """
+#: Observation only: the pool's parent marks each child's real exit status
+#: once it reaps it (appended to the programs that start billiard pools).
+MARKING_POLL = """
+_poll = billiard.popen_fork.Popen.poll
+
+
+def _marking_poll(self, flag=os.WNOHANG):
+    code = _poll(self, flag)
+    if code is not None and not getattr(self, "_exit_marked", False):
+        self._exit_marked = True
+        engine_state.mark("exit", "child", self.pid, code)
+    return code
+
+
+billiard.popen_fork.Popen.poll = _marking_poll
+"""
+
+CELERY_APP = (
+    """
 {preamble}
 import os
 import billiard.popen_fork
@@ -153,19 +171,9 @@ def on_process_shutdown(pid, exitcode, **kwargs):
 
 # Observation only: the pool's parent marks each child's real exit status
 # once it reaps it.
-_poll = billiard.popen_fork.Popen.poll
-
-
-def _marking_poll(self, flag=os.WNOHANG):
-    code = _poll(self, flag)
-    if code is not None and not getattr(self, "_exit_marked", False):
-        self._exit_marked = True
-        engine_state.mark("exit", "child", self.pid, code)
-    return code
-
-
-billiard.popen_fork.Popen.poll = _marking_poll
 """
+    + MARKING_POLL
+)
 
 CELERY_CLIENT = """
 import sys, time
@@ -366,7 +374,8 @@ class Engine:
 # and plain billiard then deadlocks its parent on the result queue's lock
 # in about 3 of 4 runs that shrink the pool (measured). The Celery tests
 # have spans.
-BILLIARD_POOL = """
+BILLIARD_POOL = (
+    """
 import os, sys, time
 import engine_state
 if sys.argv[1] != "plain":
@@ -375,18 +384,9 @@ if sys.argv[1] != "plain":
 import billiard.popen_fork
 from billiard.pool import Pool
 
-_poll = billiard.popen_fork.Popen.poll
-
-
-def _marking_poll(self, flag=os.WNOHANG):
-    code = _poll(self, flag)
-    if code is not None and not getattr(self, "_exit_marked", False):
-        self._exit_marked = True
-        engine_state.mark("exit", "child", self.pid, code)
-    return code
-
-
-billiard.popen_fork.Popen.poll = _marking_poll
+"""
+    + MARKING_POLL
+    + """
 
 
 def init():
@@ -431,6 +431,7 @@ if __name__ == "__main__":
         pool.close()
         pool.join()
 """
+)
 
 #: How the pool ends its workers, and the policy: sigterm="cleanup" changes
 #: only the endings by SIGTERM with a task running.
