@@ -7,9 +7,9 @@ worker died while sending a result. design.md measured 2 hangs in
 100 rounds on 3.9; a pool whose workers send large results hangs more often.
 
 :func:`bounded_terminate` runs the stock terminate in a helper thread; if it
-has not finished after a second and is not merely draining results (the
-result handler alive, every worker alive: then it waits as plain, up to 30
-seconds), it signals the workers itself (those the stock code has not),
+has not finished after a second and is not merely draining results (some
+pending, the result handler alive, every worker alive: then it waits as
+plain, up to 30 seconds), it signals the workers itself (those the stock code has not),
 waits for them to die (their cleanup deadline bounds that), and then
 releases those two locks, whose holders are dead by then.
 :class:`~safeproc.SafePool` uses it, and :func:`safeproc.install` puts it
@@ -22,6 +22,7 @@ this module in every child it reaches, pools or not.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import warnings
@@ -60,9 +61,9 @@ def bounded_terminate(
     runner = threading.Thread(target=stock_terminate, name="safeproc-pool-terminate", daemon=True)
     runner.start()
     runner.join(STUCK_AFTER)
-    # Slow is not stuck: while the result handler reads and every worker
-    # lives, the stock terminate is waiting for results to drain (large
-    # ones, a loaded machine), as plain. Stopping a worker then would cut
+    # Slow is not stuck: while results are pending, the result handler
+    # reads and every worker lives, the stock terminate is waiting for them
+    # to drain (large ones, a loaded machine), as plain. Stopping a worker then would cut
     # the result it is writing and leave the handler blocked in recv().
     end = time.monotonic() + DRAINING_BOUND
     while runner.is_alive() and _draining(pool) and time.monotonic() < end:
@@ -90,6 +91,10 @@ def bounded_terminate(
         ):
             _release_if_held(lock)
         runner.join(STUCK_AFTER)
+    end = time.monotonic() + STUCK_AFTER
+    while runner.is_alive() and time.monotonic() < end:
+        _unblock_result_stream(pool)
+        runner.join(0.05)
     if runner.is_alive():
         warnings.warn(
             "Pool.terminate(): the pool's internal threads are still blocked; "
@@ -122,11 +127,42 @@ def make_bounded_terminate(
 
 
 def _draining(pool: Any) -> bool:  # noqa: ANN401 - a Pool of either backend
-    """Whether the pool's result handler is alive and none of its workers has ended."""
+    """Return whether results may still be draining.
+
+    Some are pending, the result handler is alive and no worker has ended.
+    """
     handler = getattr(pool, "_result_handler", None)
-    if handler is None or not handler.is_alive():
+    if handler is None or not handler.is_alive() or not getattr(pool, "_cache", None):
         return False
     return all(w._popen is not None and not has_ended(w._popen) for w in list(pool._pool))
+
+
+def _unblock_result_stream(pool: Any) -> None:  # noqa: ANN401 - a Pool of either backend
+    """Unblock the two ends of the result queue a terminated pool can hang on.
+
+    The stock terminate writes its sentinel into the result pipe after the
+    result handler may have exited, with workers' results filling the pipe:
+    the write (its own, or the task handler's, holding the lock) then blocks
+    for ever. Results are discarded at terminate: the parent reads the pipe
+    empty. And a worker stopped while writing a result leaves a live result
+    handler waiting in recv() for the rest: once the parent's copy of the
+    writing end is closed, and every worker's died with it, that recv()
+    ends (EOFError, which the handler takes as its cue to exit).
+    """
+    handler = getattr(pool, "_result_handler", None)
+    if handler is None:
+        return
+    if not handler.is_alive():
+        reader = getattr(pool._outqueue, "_reader", None)
+        with contextlib.suppress(OSError, ValueError):
+            while reader is not None and reader.poll(0):
+                if not os.read(reader.fileno(), 1 << 16):
+                    break  # end of file: no writer left
+        return
+    writer = getattr(pool._outqueue, "_writer", None)
+    if writer is not None and not _live_workers(pool):
+        with contextlib.suppress(OSError):
+            writer.close()
 
 
 def _live_workers(pool: Any) -> list[Any]:  # noqa: ANN401 - a Pool of either backend

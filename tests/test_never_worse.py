@@ -851,25 +851,24 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known, open (issue 11): terminate() with large results in flight ends, but "
-        "join() then hangs in some runs (about 1 in 3 on a loaded machine; plain 0 in "
-        "20): the result handler blocks in recv() on a result cut short"
-    ),
-)
 def test_pool_terminate_with_results_in_flight(run_script: RunScript) -> None:
     """``Pool.terminate()`` while workers are sending large results, at
     several moments, eight times: it returns every time and ends every
-    worker, as plain (a safe pool once hung here, 1 in 60 rounds)."""
-    # The import swap only (SafePool): under install() and run, the plain
-    # Pool's terminate() still hangs in about 1 of 12 such programs on
-    # forkserver (plain: 0 of 20), its result handler blocked in recv() on
-    # a result a stopped worker left half-written; not solved yet.
-    plain, safes = _both(run_script, TERMINATE_WITH_RESULTS_IN_FLIGHT, modes=("swap",), timeout=120)
-    assert plain.marks == ["rounds 8 children 0"], plain.explain()
-    _assert_same(plain, safes)
+    worker. Safe pools hung here, up to 1 run in 3 on a loaded machine: the
+    result pipe's writers blocked once its handler had left, or the handler
+    waited in recv() for a result a stopped worker left half-written (see
+    safeproc/_terminate.py)."""
+    # The plain library has the same races, more rarely: its run may hang
+    # (seen under load), and then only the safe runs are checked.
+    plain = run_script(
+        SHORT_DEADLINE + TERMINATE_WITH_RESULTS_IN_FLIGHT, plain=True, timeout=60, hang_ok=True
+    )
+    expected = ["rounds 8 children 0"]
+    assert plain.hung or plain.marks == expected, plain.explain()
+    for mode in SAFE_MODES:
+        safe = run_script(SHORT_DEADLINE + TERMINATE_WITH_RESULTS_IN_FLIGHT, mode=mode, timeout=60)
+        assert safe.returncode == 0, safe.explain()
+        assert safe.marks == expected, safe.explain()
 
 
 OTHER_BACKENDS_MANAGER = """
