@@ -549,7 +549,7 @@ def shutdown_child_logging(state: ChildExit) -> int:
 
 def close_and_flush_child_files(state: ChildExit) -> int:  # noqa: ARG001 - step signature
     """Close the child's archives, temporary files and databases, flush its other files."""
-    return _objects.close_child_closables() + _objects.flush_child_files()
+    return _objects.close_and_flush_child_files()
 
 
 def flush_child_stdio(state: ChildExit) -> int:
