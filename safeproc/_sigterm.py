@@ -80,6 +80,10 @@ NUDGE_SIGNAL = signal.SIGURG
 #: When the parent nudges, in seconds after terminate().
 NUDGES = (0.02, 0.05, 0.1, 0.2, 0.4)
 
+#: Whether this process (or the one it was forked from) ever installed the
+#: cleanup handler: if not, a forked child has no inherited handler to drop.
+_handler_installed = False
+
 
 # -- child side -----------------------------------------------------------------
 
@@ -128,6 +132,8 @@ def install_sigterm_cleanup(state: ChildExit, on_sigterm: Callable[[ChildExit], 
     # SIGTERM landing in that import) could not make anything one-shot.
     # Until the handler is installed, SIGTERM still kills at once, as plain.
     _kernel.prepare()
+    global _handler_installed  # noqa: PLW0603 - set once, inherited by forks
+    _handler_installed = True
     signal.signal(signal.SIGTERM, sigterm_handler)
     _kernel.make_one_shot(signal.SIGTERM)
     signal.signal(NUDGE_SIGNAL, _on_nudge)
@@ -138,8 +144,13 @@ def drop_inherited_sigterm_cleanup() -> None:
     """Restore SIGTERM's default if the handler is a parent's cleanup handler.
 
     A safe child forked from a safe child with ``sigterm="cleanup"`` inherits
-    that handler, bound to the parent's state.
+    that handler, bound to the parent's state. A process that never
+    installed one (the flag its fork inherited says so) has nothing to drop:
+    it reads one global rather than asking the signal module, which in a
+    forked child would touch (and copy) more of the inherited heap.
     """
+    if not _handler_installed:
+        return
     if getattr(signal.getsignal(signal.SIGTERM), "safeproc_cleanup", False):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(NUDGE_SIGNAL, signal.SIG_DFL)
