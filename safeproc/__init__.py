@@ -13,22 +13,24 @@ safeproc's own.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
 from safeproc import _namespace
 from safeproc._errors import DillUnsupportedError as DillUnsupportedError
-from safeproc._install import install as install
-from safeproc._install import uninstall as uninstall
 from safeproc._policy import CleanupPolicy as CleanupPolicy
 from safeproc._policy import get_default_cleanup as get_default_cleanup
 from safeproc._policy import set_default_cleanup as set_default_cleanup
-from safeproc._report import CleanupReport as CleanupReport
-from safeproc._report import StepReport as StepReport
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     # The classes, for annotations; every other backend name comes through
     # __getattr__ (typed Any, as multiprocess is untyped).
     from safeproc import _dill
+    from safeproc._install import install as install
+    from safeproc._install import uninstall as uninstall
+    from safeproc._report import CleanupReport as CleanupReport
+    from safeproc._report import StepReport as StepReport
 
     Process = _dill.DillSafeProcess
     SafeProcess = _dill.DillSafeProcess
@@ -43,14 +45,14 @@ __all__ = list(_namespace.DILL_NAMES)
 #: multiprocess backend, imported on first use. ``import safeproc.stdlib``
 #: runs this module, and a program (or a spawned child) on the standard
 #: library should not import multiprocess and dill.
-_FROM_DILL_BACKEND = frozenset(__all__) - set(globals())
+#: safeproc's own names that load on first use (pools, install(), reports).
+_FROM_DILL_BACKEND = frozenset(__all__) - set(globals()) - set(_namespace.LAZY_NAMES)
 _RENAMED = {"SafeProcess": "DillSafeProcess", "SafePool": "DillSafePool"}
 
 
 def __getattr__(name: str) -> Any:  # noqa: ANN401 - whatever the backend name is
     if name not in _FROM_DILL_BACKEND:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
+        return _namespace.load_lazily(globals(), name, _namespace.LAZY_NAMES)
     from safeproc import _dill  # noqa: PLC0415 - the backend, on first use
 
     value = getattr(_dill, _RENAMED.get(name, name))

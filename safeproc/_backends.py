@@ -11,11 +11,13 @@ depends on neither.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
 
 from safeproc import _forks
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from safeproc._policy import CleanupPolicy
 
 __all__ = ["SafeContext", "register_backend", "safe_context"]

@@ -50,13 +50,14 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-from typing import TYPE_CHECKING, Any
 
 from safeproc._cleanup import finish_child, running_child
 from safeproc._sigterm import die_by_sigterm, escalate_later
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from safeproc._state import ChildExit
 

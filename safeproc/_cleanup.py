@@ -57,7 +57,6 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from safeproc import _compat, _forks, _objects
 from safeproc._deadline import Deadline, announce_expiry
@@ -71,8 +70,10 @@ from safeproc._sigterm import (
 from safeproc._state import EXITING, FINISHED, RUNNING, ChildExit
 from safeproc._stdio import flush_stdio, prepare_stdio, resolve_stdio_mode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType
+    from typing import Any
 
     from safeproc._forks import Boundary
     from safeproc._policy import CleanupPolicy

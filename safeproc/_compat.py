@@ -8,21 +8,16 @@ from __future__ import annotations
 import atexit
 import sys
 import weakref
-from typing import TYPE_CHECKING, Any, TypeAlias
 
+# Not typing.TYPE_CHECKING: a child imports this module, and typing with it
+# would cost every spawned child milliseconds (see docs/benchmarks.rst).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-if sys.version_info >= (3, 11):
-    from typing import Never, Self
-else:  # pragma: no cover - exercised on 3.10 only
-    from typing_extensions import Never, Self
+    from typing import Any
 
 __all__ = [
     "POPEN_RUNS_ATEXIT",
-    "Never",
-    "Self",
-    "TypeAlias",
     "atexit_error_message",
     "atexit_handler_count",
     "clear_atexit",

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context as _std_context
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from safeproc import _process
 from safeproc._backends import SafeContext, register_backend, safe_context
 from safeproc._policy import CleanupPolicy, check_policy
-from safeproc._pool import SafePool
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from safeproc._dill import DillSafePool
+    from safeproc._pool import SafePool
 
 __all__ = ["SafeDefaultContext"]
 
@@ -37,8 +39,9 @@ class _SafeContextMixin(SafeContext):
     """Adds the ``cleanup`` policy to a backend context."""
 
     _safeproc_backend: Any
-    #: The pool class ``Pool()`` makes: the backend's safe pool.
-    _safeproc_pool_class: ClassVar[type[Any]]
+    #: The pool class ``Pool()`` makes: the backend's safe pool (None: the
+    #: standard library's, imported on first use, as multiprocessing does).
+    _safeproc_pool_class: ClassVar[type[Any] | None] = None
     #: A default context follows the backend's start method: get_context()
     #: with no argument returns the concrete context of that method.
     _safeproc_follows_default: ClassVar[bool] = False
@@ -70,7 +73,12 @@ class _SafeContextMixin(SafeContext):
     ) -> SafePool | DillSafePool:
         """Return a safe pool of this context, as ``multiprocessing.Pool``."""
         ctx = self.get_context()
-        pool: SafePool | DillSafePool = self._safeproc_pool_class(
+        pool_class = self._safeproc_pool_class
+        if pool_class is None:
+            from safeproc._pool import SafePool  # noqa: PLC0415 - on first use
+
+            pool_class = SafePool
+        pool: SafePool | DillSafePool = pool_class(
             processes, initializer, initargs, maxtasksperchild, ctx, cleanup=cleanup
         )
         return pool
@@ -126,7 +134,6 @@ class SafeForkContext(_SafeContextMixin, _std_context.ForkContext):
     """The ``fork`` context with safe processes."""
 
     _safeproc_backend = multiprocessing
-    _safeproc_pool_class = SafePool
     Process = _process.SafeForkProcess
     __init__ = _concrete_init
 
@@ -135,7 +142,6 @@ class SafeSpawnContext(_SafeContextMixin, _std_context.SpawnContext):
     """The ``spawn`` context with safe processes."""
 
     _safeproc_backend = multiprocessing
-    _safeproc_pool_class = SafePool
     Process = _process.SafeSpawnProcess
     __init__ = _concrete_init
 
@@ -144,7 +150,6 @@ class SafeForkServerContext(_SafeContextMixin, _std_context.ForkServerContext):
     """The ``forkserver`` context with safe processes."""
 
     _safeproc_backend = multiprocessing
-    _safeproc_pool_class = SafePool
     Process = _process.SafeForkServerProcess
     __init__ = _concrete_init
 
@@ -156,7 +161,6 @@ class SafeDefaultContext(_SafeDefaultContextMixin, _SafeContextMixin, _std_conte
     """
 
     _safeproc_backend = multiprocessing
-    _safeproc_pool_class = SafePool
     _safeproc_follows_default = True
     Process = _process.SafeProcess
 

@@ -31,15 +31,16 @@ import multiprocessing
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
 
 import multiprocess.process
 import multiprocess.spawn
 
 from safeproc import _forks
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["measure_multiprocess_children"]
 

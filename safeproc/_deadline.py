@@ -32,13 +32,14 @@ import contextlib
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
 
 from safeproc import _kernel
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
+    from typing import Any
 
 __all__ = ["DEADLINE_SIGNAL", "GRACE", "Deadline", "announce_expiry"]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
 
 import dill
 import multiprocess
@@ -33,6 +32,10 @@ from safeproc._context import _concrete_init, _SafeContextMixin, _SafeDefaultCon
 from safeproc._errors import DillUnsupportedError
 from safeproc._pool import _SafePoolMixin
 from safeproc._process import SafeProcessMixin
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DillSafeDefaultContext",

@@ -23,13 +23,14 @@ import os
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
 
 from safeproc import _compat
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import ModuleType
+    from typing import Any
 
 __all__ = [
     "BACKEND_PACKAGES",

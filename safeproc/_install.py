@@ -48,8 +48,6 @@ import multiprocessing.spawn
 import os
 import sys
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from safeproc import _forks
 from safeproc._cleanup import run_child
@@ -60,9 +58,13 @@ from safeproc._process import SafeProcessMixin, prepare_parent, start_method_of
 from safeproc._sigterm import escalate_later
 from safeproc._terminate import make_bounded_terminate
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import ModuleType
+    from typing import Any
+
+    Fn = Callable[..., Any]
 
 __all__ = ["install", "installed", "uninstall"]
 
@@ -81,14 +83,13 @@ _policy: CleanupPolicy | None = None
 _running_in_pid: int | None = None
 
 
-@dataclass
 class _Patch:
-    """One attribute safeproc replaced: where, and what it found there."""
+    """One attribute safeproc replaced (not a dataclass: ``run``'s children skip that import)."""
 
-    owner: Any
-    name: str
-    original: Callable[..., Any]
-    wrapper: Callable[..., Any]
+    __slots__ = ("name", "original", "owner", "wrapper")
+
+    def __init__(self, owner: Any, name: str, original: Fn, wrapper: Fn) -> None:  # noqa: ANN401
+        self.owner, self.name, self.original, self.wrapper = owner, name, original, wrapper
 
 
 #: ``python -m safeproc run --report``: the directory where the children

@@ -9,13 +9,19 @@ their context-made names from the lists here.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = [
     "DILL_NAMES",
     "FROM_DEFAULT_CONTEXT",
     "SAFEPROC_NAMES",
     "STDLIB_NAMES",
+    "load_lazily",
     "take_from_context",
 ]
 
@@ -88,3 +94,29 @@ def take_from_context(namespace: dict[str, Any], context: Any) -> None:  # noqa:
     """Bind every name of :data:`FROM_DEFAULT_CONTEXT` in *namespace* to *context*'s."""
     for name in FROM_DEFAULT_CONTEXT:
         namespace[name] = getattr(context, name)
+
+
+#: safeproc's own names that a namespace loads on first use, and where from:
+#: a spawned child imports the namespace its main module imports, and pays
+#: for none of these unless it uses them.
+LAZY_NAMES: dict[str, tuple[str, str]] = {
+    "install": ("safeproc._install", "install"),
+    "uninstall": ("safeproc._install", "uninstall"),
+    "CleanupReport": ("safeproc._report", "CleanupReport"),
+    "StepReport": ("safeproc._report", "StepReport"),
+}
+
+
+def load_lazily(namespace: dict[str, Any], name: str, table: dict[str, tuple[str, str]]) -> Any:  # noqa: ANN401
+    """Import *name*'s module from *table*, bind the value in *namespace*, return it.
+
+    :raises AttributeError: *name* is not in *table* (as a module's
+        ``__getattr__`` must).
+    """
+    if name not in table:
+        msg = f"module {namespace['__name__']!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    module_name, attribute = table[name]
+    value = getattr(importlib.import_module(module_name), attribute)
+    namespace[name] = value
+    return value

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from safeproc import _forks
 
+TYPE_CHECKING = False  # not typing's: a child imports this module (see _compat)
 if TYPE_CHECKING:
-    from safeproc._compat import Never, Self, TypeAlias
+    from typing import Any, ClassVar, Literal, TypeAlias
+
+    from typing_extensions import Never, Self
+
+    StdioMode: TypeAlias = Literal["auto", "flush", "line", "reopen", "none"]
+    SigtermMode: TypeAlias = Literal["default", "cleanup"]
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "CleanupPolicy",
-    "SigtermMode",
-    "StdioMode",
     "get_default_cleanup",
     "set_default_cleanup",
 ]
-
-StdioMode: TypeAlias = Literal["auto", "flush", "line", "reopen", "none"]
-SigtermMode: TypeAlias = Literal["default", "cleanup"]
 
 #: Default cleanup deadline in seconds: well inside the kill windows of the
 #: clients that terminate slow workers (torch's DataLoader 5 s, dask's nanny
@@ -29,9 +29,10 @@ SigtermMode: TypeAlias = Literal["default", "cleanup"]
 DEFAULT_TIMEOUT = 2.0
 
 _BOOL_FIELDS = ("gc", "atexit", "finalizers", "logging", "files", "report")
+#: The allowed values of the choice fields (the Literal types above, as data).
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "stdio": get_args(StdioMode),
-    "sigterm": get_args(SigtermMode),
+    "stdio": ("auto", "flush", "line", "reopen", "none"),
+    "sigterm": ("default", "cleanup"),
 }
 
 

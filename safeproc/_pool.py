@@ -17,14 +17,15 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.pool as _std_pool
 import threading
-from typing import TYPE_CHECKING, Any
 
 from safeproc._backends import SafeContext, safe_context
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
 from safeproc._terminate import bounded_terminate
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from safeproc._report import CleanupReport
 

@@ -17,16 +17,18 @@ import importlib
 import multiprocessing
 import multiprocessing.context as _std_context
 import multiprocessing.spawn
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from safeproc import _forks, _kernel
 from safeproc._cleanup import run_child
 from safeproc._policy import CleanupPolicy, check_policy, get_default_cleanup
-from safeproc._report import CleanupReport, new_report_path, read_report
 from safeproc._sigterm import escalate_later
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any, ClassVar, TypeVar
+
+    from safeproc._report import CleanupReport
 
 __all__ = [
     "SafeForkProcess",
@@ -107,6 +109,8 @@ class SafeProcessMixin:
             exitcode = self.exitcode
             if exitcode is None:
                 return None
+            from safeproc._report import read_report  # noqa: PLC0415 - report=True only
+
             self._safeproc_report = read_report(self._safeproc_report_path, exitcode)
         return self._safeproc_report
 
@@ -138,6 +142,8 @@ class SafeProcessMixin:
     def start(self) -> None:
         """Start the child, as the plain :meth:`~multiprocessing.Process.start`."""
         if self._cleanup_policy.report and self._safeproc_report_path is None:
+            from safeproc._report import new_report_path  # noqa: PLC0415 - report=True only
+
             self._safeproc_report_path = new_report_path()
         method = self._child_start_method()
         prepare_parent(self._safeproc_backend, method, type(self).__module__)
@@ -241,7 +247,8 @@ def _is_safeproc_class(cls: type) -> bool:
 _bound_classes: dict[tuple[type, CleanupPolicy], type] = {}
 
 
-_P = TypeVar("_P", bound=SafeProcessMixin)
+if TYPE_CHECKING:
+    _P = TypeVar("_P", bound=SafeProcessMixin)
 
 
 def bind_process_class(cls: type[_P], policy: CleanupPolicy | None) -> type[_P]:

@@ -16,9 +16,12 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from safeproc import _forks
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["CleanupReport", "StepReport"]
 

@@ -27,14 +27,15 @@ import os
 import runpy
 import sys
 import types
-from typing import TYPE_CHECKING, Any
 
 from safeproc import _install, _policy
 from safeproc._install import install
 from safeproc._policy import CleanupPolicy
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import Any
 
 __all__ = ["USAGE", "parse_cleanup", "run_command"]
 

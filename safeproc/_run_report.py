@@ -34,11 +34,13 @@ import sys
 import tempfile
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
 
 from safeproc._report import read_report
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from safeproc._report import CleanupReport, StepReport
 
 __all__ = ["collect_reports", "print_summary", "report_path", "summary_lines"]

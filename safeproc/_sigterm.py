@@ -45,12 +45,13 @@ import select
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any
 
 from safeproc import _forks, _kernel
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from safeproc._state import ChildExit
 

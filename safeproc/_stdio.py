@@ -26,9 +26,11 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from safeproc._policy import StdioMode
 
 __all__ = ["flush_stdio", "prepare_stdio", "rearm_stream", "resolve_stdio_mode"]

@@ -26,13 +26,14 @@ import os
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
 
 from safeproc._policy import DEFAULT_TIMEOUT
 from safeproc._sigterm import ESCALATION_MARGIN, KILL_MARGIN, has_ended
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from safeproc._policy import CleanupPolicy
 

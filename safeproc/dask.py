@@ -40,13 +40,15 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any
 
 from safeproc._cleanup import running_child
 from safeproc._install import install
 from safeproc._run import parse_cleanup
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from safeproc._policy import CleanupPolicy
 
 __all__ = ["CONFIG_KEY", "configured_policy", "dask_setup"]

@@ -9,26 +9,49 @@ module offers every name :mod:`multiprocessing` offers, plus safeproc's own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from safeproc import _namespace
 from safeproc._context import SafeDefaultContext
-from safeproc._install import install as install
-from safeproc._install import uninstall as uninstall
 from safeproc._policy import CleanupPolicy as CleanupPolicy
 from safeproc._policy import get_default_cleanup as get_default_cleanup
 from safeproc._policy import set_default_cleanup as set_default_cleanup
-from safeproc._pool import SafePool as SafePool
 from safeproc._process import SafeProcess as SafeProcess
-from safeproc._report import CleanupReport as CleanupReport
-from safeproc._report import StepReport as StepReport
+
+TYPE_CHECKING = False  # not typing's: spawned children import this module
+if TYPE_CHECKING:
+    # Loaded on first use (see __getattr__ below), typed here.
+    from typing import Any
+
+    from safeproc._install import install as install
+    from safeproc._install import uninstall as uninstall
+    from safeproc._pool import SafePool as SafePool
+    from safeproc._report import CleanupReport as CleanupReport
+    from safeproc._report import StepReport as StepReport
+
+    Pool = SafePool
 
 __all__ = list(_namespace.STDLIB_NAMES)
 
 _default_context = SafeDefaultContext()
 
 Process = SafeProcess
-Pool = SafePool
+
+#: What this module loads on first use: a spawned child whose main module
+#: imports it pays for pools, install() and reports only if it uses them.
+_LAZY = {
+    **_namespace.LAZY_NAMES,
+    "SafePool": ("safeproc._pool", "SafePool"),
+    "Pool": ("safeproc._pool", "SafePool"),
+}
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - whatever the name is
+    return _namespace.load_lazily(globals(), name, _LAZY)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 # The names multiprocessing copies from its default context, taken from the
 # safe one (so Manager(), Queue() ... use safe contexts too).
 if TYPE_CHECKING:

@@ -150,6 +150,10 @@ import multiprocessing.process, multiprocessing.spawn
 # Only exit collects garbage here, never an allocation count reached earlier.
 gc.set_threshold(2**31 - 1)
 if __name__ == "__main__":
+    # Loading safeproc's modules (install is loaded on first use) marks the
+    # preparation data of its own forkserver children, for good; install()
+    # must add nothing that uninstall() leaves behind.
+    safe_mp.install, safe_mp.uninstall
     originals = (multiprocessing.process.BaseProcess._bootstrap,
                  multiprocessing.spawn.get_preparation_data)
     if not os.environ.get("SAFEPROC_TEST_PLAIN"):
