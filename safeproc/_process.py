@@ -142,6 +142,9 @@ class SafeProcessMixin:
     def start(self) -> None:
         """Start the child, as the plain :meth:`~multiprocessing.Process.start`."""
         if self._cleanup_policy.report and self._safeproc_report_path is None:
+            # The child's writer, imported here so that a forked child
+            # inherits it rather than importing it (json with it) at start.
+            import safeproc._report_writer  # noqa: F401, PLC0415
             from safeproc._report import new_report_path  # noqa: PLC0415 - report=True only
 
             self._safeproc_report_path = new_report_path()

@@ -38,7 +38,6 @@ never signalled.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import itertools
 import os
 import select
@@ -273,9 +272,13 @@ class _Escalator:
             self._lock.notify()
 
     def _push(self, when: float, signum: int, target: _Target, *, last: bool) -> None:
+        import heapq  # noqa: PLC0415 - parents that terminate() only, not every child
+
         heapq.heappush(self._queue, (when, next(self._counter), signum, target, last))
 
     def _run(self) -> None:
+        import heapq  # noqa: PLC0415 - loaded by _push already
+
         while True:
             with self._lock:
                 if not self._queue:
