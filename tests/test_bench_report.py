@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
+from safeproc._bench import uncompiled_modules
 from safeproc._bench._analysis import analyse
 from safeproc._bench._config import BACKENDS, BIG_HEAP
 from safeproc._bench._render import WIDTH, render, to_json
 from safeproc._bench._stats import summarize
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
 
 STEPS = ("start", "atexit", "finalizers", "gc", "logging", "files", "stdio")
 
@@ -147,3 +155,21 @@ def test_json_carries_each_verdicts_glance() -> None:
     assert [(v["name"], v["measured"]) for v in verdicts] == [
         (v.name, v.measured) for v in analysis["verdicts"]
     ]
+
+
+def test_the_bench_names_modules_a_spawned_child_would_compile(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Spawn figures are only meaningful with bytecode: the bench says when it is missing."""
+    fake = types.ModuleType("safeproc._fake_uncompiled")
+    fake.__file__ = str(tmp_path / "_fake_uncompiled.py")
+    setattr(fake, "__cached__", str(tmp_path / "__pycache__" / "_fake_uncompiled.pyc"))  # noqa: B010
+    compiled = types.ModuleType("safeproc._fake_compiled")
+    compiled.__file__ = str(tmp_path / "_fake_compiled.py")
+    setattr(compiled, "__cached__", str(tmp_path / "compiled.pyc"))  # noqa: B010
+    (tmp_path / "compiled.pyc").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setitem(sys.modules, compiled.__name__, compiled)
+    missing = uncompiled_modules()
+    assert "safeproc._fake_uncompiled" in missing
+    assert "safeproc._fake_compiled" not in missing

@@ -44,6 +44,7 @@ exit path added (pages copied on write, modules imported).
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from safeproc._bench._analysis import analyse
@@ -54,7 +55,25 @@ from safeproc._bench._progress import Progress
 from safeproc._bench._render import render, to_json
 from safeproc._bench._worker import run_worker
 
-__all__ = ["run_bench", "run_worker"]
+__all__ = ["run_bench", "run_worker", "uncompiled_modules"]
+
+
+def uncompiled_modules() -> list[str]:
+    """Name safeproc's loaded modules that have no compiled bytecode file.
+
+    A spawned child compiles those from source on every start (an install
+    normally writes the bytecode; ``PYTHONDONTWRITEBYTECODE`` on a source
+    checkout does not): the spawn figures would then charge safeproc for
+    compiling, which users with an installed package never pay.
+    """
+    missing = []
+    for name, module in sorted(sys.modules.items()):
+        if name != "safeproc" and not name.startswith("safeproc."):
+            continue
+        cached = getattr(module, "__cached__", None)
+        if getattr(module, "__file__", None) and cached and not os.path.exists(cached):
+            missing.append(name)
+    return missing
 
 
 def run_bench(
@@ -73,6 +92,13 @@ def run_bench(
         f"safeproc bench, {profile.name} profile"
         + ("" if full else " (fork at heaps 0 and 4M; forkserver and spawn at 0; --full for all)")
     )
+    missing = uncompiled_modules()
+    if missing:
+        progress.line(
+            f"note: {len(missing)} of safeproc's modules have no compiled bytecode:"
+            " spawned children compile them, and the spawn figures include that"
+        )
+        progress.line("(`python -m compileall` on safeproc's directory first measures an install)")
     data = measure(profile, progress)
     analysis = analyse(data)
     sys.stdout.write(render(data, analysis) + "\n")
