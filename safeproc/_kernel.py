@@ -11,15 +11,20 @@ second one (a timer's next tick, the parent's escalation) does not ask.
 :mod:`signal` offers no way to set ``SA_RESETHAND``; ``sigaction`` is called
 through :mod:`ctypes`, where the layout of ``struct sigaction`` is known
 (glibc and musl on 64-bit Linux). Elsewhere handlers stay as :mod:`signal`
-installs them and :func:`available` is false. ``ctypes`` is imported once
-per process by :func:`prepare`: a parent calls it before it forks a child
-that may need it, so the child inherits it rather than importing it.
+installs them and :func:`available` is false. The ``_ctypes`` extension is
+loaded once per process by :func:`prepare`: a parent calls it before it
+forks a child that may need it, so the child inherits it rather than
+loading it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["available", "make_one_shot", "prepare"]
 
@@ -30,13 +35,44 @@ _KNOWN_LAYOUT = sys.platform.startswith("linux") and os.uname().machine in ("x86
 
 
 class _Calls:
-    """ctypes and libc's ``sigaction``, loaded once."""
+    """libc's ``sigaction`` and a ``struct sigaction`` buffer type, loaded once.
+
+    Built on the ``_ctypes`` extension directly, as :mod:`ctypes` builds its
+    own types: importing the :mod:`ctypes` package as well (and, from 3.14,
+    :mod:`sysconfig` with it) costs every spawned child about 2 ms more.
+    Where that fails, the package is used.
+    """
 
     def __init__(self) -> None:
-        import ctypes  # noqa: PLC0415 - only processes that need one-shot handlers load it
+        try:
+            self.sigaction, self.action_type = _from_ctypes_extension()
+        except (ImportError, OSError, AttributeError, TypeError):
+            import ctypes  # noqa: PLC0415 - only processes that need one-shot handlers
 
-        self.ctypes = ctypes
-        self.sigaction = ctypes.CDLL(None, use_errno=True).sigaction
+            self.sigaction = ctypes.CDLL(None, use_errno=True).sigaction
+            self.action_type = ctypes.c_char * _SIGACTION_SIZE
+
+
+def _from_ctypes_extension() -> tuple[Any, Any]:
+    # Typed as Any: typeshed describes the public ctypes API, not this use.
+    _ctypes: Any = __import__("_ctypes")
+
+    # type() picks each base's ctypes metaclass, as a class statement would.
+    char = type("c_char", (_ctypes._SimpleCData,), {"_type_": "c"})
+    action = type(
+        "sigaction_buffer", (_ctypes.Array,), {"_type_": char, "_length_": _SIGACTION_SIZE}
+    )
+    function = type(
+        "CFunction",
+        (_ctypes.CFuncPtr,),
+        {
+            "_flags_": _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO,
+            "_restype_": type("c_int", (_ctypes._SimpleCData,), {"_type_": "i"}),
+        },
+    )
+    # CFuncPtr reads the library's handle from the second item.
+    process = type("Process", (), {"_handle": _ctypes.dlopen(None, os.RTLD_NOW)})
+    return function(("sigaction", process)), action
 
 
 _calls: _Calls | None = None
@@ -78,11 +114,14 @@ def make_one_shot(signum: int) -> bool:
     if calls is None:  # pragma: no cover - prepare() said it was available
         return False
     try:
-        action = calls.ctypes.create_string_buffer(_SIGACTION_SIZE)
+        action = calls.action_type()
         if calls.sigaction(signum, None, action) != 0:
             return False
-        flags = calls.ctypes.c_uint32.from_buffer(action, _SA_FLAGS_OFFSET)
-        flags.value |= _SA_RESETHAND
+        raw = bytearray(action.raw)
+        end = _SA_FLAGS_OFFSET + 4
+        flags = int.from_bytes(raw[_SA_FLAGS_OFFSET:end], sys.byteorder) | _SA_RESETHAND
+        raw[_SA_FLAGS_OFFSET:end] = flags.to_bytes(4, sys.byteorder)
+        action.raw = bytes(raw)
         return bool(calls.sigaction(signum, action, None) == 0)
     except (OSError, ValueError, TypeError, AttributeError):
         return False

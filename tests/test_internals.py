@@ -254,3 +254,36 @@ def test_escalator_signals_through_the_pidfd(monkeypatch: pytest.MonkeyPatch) ->
             proc.wait(30)
         target.close()
     assert target.pidfd is None
+
+
+ONE_SHOT_SCRIPT = """
+import os, signal, sys, time
+from safeproc import _kernel
+if sys.argv[1] == "package":
+    def unavailable():
+        raise ImportError("no _ctypes here")
+    _kernel._from_ctypes_extension = unavailable
+calls = []
+signal.signal(signal.SIGUSR1, lambda *args: calls.append(args[0]))
+assert _kernel.make_one_shot(signal.SIGUSR1)
+os.kill(os.getpid(), signal.SIGUSR1)
+time.sleep(0.05)
+print(calls == [signal.SIGUSR1], "ctypes" in sys.modules, flush=True)
+os.kill(os.getpid(), signal.SIGUSR1)  # the kernel restored the default: fatal
+time.sleep(10)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize(("way", "loads_package"), [("extension", False), ("package", True)])
+def test_one_shot_handlers_run_once_then_the_default_acts(way: str, loads_package: bool) -> None:
+    """make_one_shot sets SA_RESETHAND through _ctypes alone, or the ctypes package if it must."""
+    run = subprocess.run(
+        [sys.executable, "-c", ONE_SHOT_SCRIPT, way],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == -signal.SIGUSR1, run.stderr
+    assert run.stdout.split() == ["True", str(loads_package)], run.stderr
