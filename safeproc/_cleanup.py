@@ -290,6 +290,7 @@ def _hand_over_to_interpreter(state: ChildExit) -> None:
     _run_sequence(
         state, [(name, step, name not in unbounded) for name, step, _ in _sigterm_steps(state)]
     )
+    _forks.thaw_startup_heap()
     restore_default_sigterm()
 
 

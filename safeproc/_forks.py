@@ -36,18 +36,21 @@ __all__ = [
     "BACKEND_PACKAGES",
     "Boundary",
     "BoundaryMarker",
+    "StartupHeapMarker",
     "draw_boundary",
+    "freeze_startup_heap",
     "mark_forkserver_children",
     "pre_main_boundary",
     "reinit_after_fork",
     "resume_collection",
     "starting_safe_child",
+    "thaw_startup_heap",
 ]
 
 #: The multiprocessing packages whose children safeproc knows.
 BACKEND_PACKAGES = ("multiprocessing", "multiprocess")
 
-#: The key safe forkserver children find in their spawn preparation data.
+#: The key safe forkserver and spawned children find in their preparation data.
 MARKER_KEY = "safeproc_boundary"
 
 
@@ -259,14 +262,62 @@ def mark_pre_main_boundary() -> None:
             report_unraisable("Exception ignored while drawing the safeproc boundary", None)
 
 
+class StartupHeapMarker:
+    """Travels in a safe spawned child's preparation data; unpickling it freezes the heap.
+
+    What a spawned child holds before it imports the main module is the
+    interpreter's and the libraries' start-up heap, never garbage at exit:
+    set aside, every collection and object scan at exit skips it, as a
+    forked child's skip what it inherited.
+    """
+
+    def __reduce__(self) -> tuple[Callable[[], None], tuple[()]]:
+        return (freeze_startup_heap, ())
+
+
+class _Young:
+    """A tracked object made just after the start-up freeze: frozen later only by the program."""
+
+
+#: In a safe spawned child, once the start-up heap is frozen: an object made
+#: just after (a later gc.freeze(), the program's, would take it too).
+_young_after_startup: _Young | None = None
+
+
+def freeze_startup_heap() -> None:
+    """Freeze the start-up heap of a spawned child (see :class:`StartupHeapMarker`)."""
+    global _young_after_startup  # noqa: PLW0603 - once per child
+    if _young_after_startup is None and gc.get_freeze_count() == 0:
+        gc.freeze()
+        _young_after_startup = _Young()
+
+
+def thaw_startup_heap() -> None:
+    """Hand the start-up heap back to the collector before the interpreter's own exit.
+
+    Not if the program froze objects itself meanwhile (the object made just
+    after the start-up freeze is no longer among the collector's): its
+    freeze took the start-up heap too, and a plain child would keep all of
+    it frozen.
+    """
+    global _young_after_startup
+    young, _young_after_startup = _young_after_startup, None
+    if young is not None:
+        wanted = id(young)
+        if any(id(obj) == wanted for obj in gc.get_objects()):
+            gc.unfreeze()
+
+
 _marked_spawn_modules: set[str] = set()
 
 
 def mark_forkserver_children(spawn_module: ModuleType) -> None:
-    """Wrap *spawn_module*'s ``get_preparation_data`` to mark safe forkserver children.
+    """Wrap *spawn_module*'s ``get_preparation_data`` to mark safe children.
 
-    The wrapper adds the marker only while the calling thread starts a safe
-    forkserver child; plain children's preparation data is unchanged.
+    The wrapper adds a marker only while the calling thread starts a safe
+    forkserver child (:class:`BoundaryMarker`) or spawned child
+    (:class:`StartupHeapMarker`); plain children's preparation data is
+    unchanged.
     """
     if spawn_module.__name__ in _marked_spawn_modules:
         return
@@ -274,8 +325,11 @@ def mark_forkserver_children(spawn_module: ModuleType) -> None:
 
     def get_preparation_data(name: str) -> dict[str, Any]:
         data = original(name)
-        if _starting_method() == "forkserver":
+        method = _starting_method()
+        if method == "forkserver":
             data[MARKER_KEY] = BoundaryMarker()
+        elif method == "spawn":
+            data[MARKER_KEY] = StartupHeapMarker()
         return data
 
     get_preparation_data.__wrapped__ = original  # type: ignore[attr-defined]

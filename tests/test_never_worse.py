@@ -557,6 +557,42 @@ def test_child_module_global_is_finalized(run_script: RunScript) -> None:
         assert safe.marks == ["del True", "exitcode 0"], safe.explain()
 
 
+USER_FREEZE = """
+class Noisy:
+    def __init__(self, name):
+        self.name, self.cycle = name, self
+    def __del__(self):
+        mark("del", self.name)
+
+def child():
+    kept = Noisy("frozen")
+    gc.freeze()  # the program sets its heap aside: never collected, in any exit
+    del kept
+    dropped = Noisy("young")
+    del dropped
+
+if __name__ == "__main__":
+    p = ctx().Process(target=child)
+    p.start()
+    p.join(30)
+    mark("exitcode", p.exitcode)
+"""
+
+
+def test_program_that_freezes_its_heap(run_script: RunScript, start_method: str) -> None:
+    """A child that calls ``gc.freeze()`` keeps what it froze frozen to the
+    end, as plain: safeproc's own freezing (the inherited heap, a spawned
+    child's start-up heap) never thaws the program's. A spawned child's
+    interpreter collects the rest at exit, plain or safe; a forked child's
+    only under safeproc."""
+    plain, safes = _both(run_script, USER_FREEZE)
+    expected_plain = ["del young"] if start_method == "spawn" else []
+    assert plain.marks == [*expected_plain, "exitcode 0"], plain.explain()
+    for safe in safes:
+        assert safe.returncode == 0, safe.explain()
+        assert safe.marks == ["del young", "exitcode 0"], safe.explain()
+
+
 #: Ordinary programs whose plain run defines the answer: the safe run must
 #: leave the same marks (data delivered to the parent, exit codes).
 CORPUS = {
