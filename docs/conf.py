@@ -11,7 +11,10 @@ Python inventory for intersphinx is written locally by
 from __future__ import annotations
 
 import sys
+import typing
 from pathlib import Path
+
+import typing_extensions
 
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS / "_ext"))
@@ -19,6 +22,19 @@ sys.path.insert(0, str(DOCS / "_ext"))
 from python_inventory import BASE_URL, write_inventory  # noqa: E402
 
 import safeproc  # noqa: E402 - after the path set-up above
+from safeproc import _policy  # noqa: E402
+
+# _policy declares its typing names for the type checker only (a spawned
+# child imports it, and typing with it would cost every child milliseconds):
+# the reference shows the annotations as the checker sees them.
+_policy.__dict__.update(
+    Any=typing.Any,
+    ClassVar=typing.ClassVar,
+    Never=typing_extensions.Never,
+    Self=typing_extensions.Self,
+    StdioMode=typing.Literal[_policy._CHOICES["stdio"]],
+    SigtermMode=typing.Literal[_policy._CHOICES["sigterm"]],
+)
 
 project = "safeproc"
 author = "safeproc developers"
