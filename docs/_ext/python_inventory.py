@@ -105,6 +105,7 @@ py:function faulthandler.dump_traceback_later
 py:function gc.collect
 py:function gc.freeze
 py:function gc.get_objects
+py:function gc.get_referrers
 py:class io.TextIOWrapper
 py:method io.TextIOWrapper.reconfigure
 py:function logging.basicConfig
