@@ -496,16 +496,23 @@ def test_opentelemetry_batch_spans_are_not_lost(run_script: RunScript, in_pool: 
 
 
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
-def test_report_says_what_ended_the_child(run_script: RunScript) -> None:
-    """An atexit handler calling ``os._exit(3)``: exit code 3, the atexit
-    step interrupted, and no deadline expired (it did not). Report files
-    do not accumulate in the parent's report directory."""
+@pytest.mark.parametrize(
+    ("ending", "code"),
+    [("lambda: os._exit(3)", 3), ("lambda: os.kill(os.getpid(), signal.SIGKILL)", -9)],
+    ids=["os._exit", "SIGKILL"],
+)
+def test_report_says_what_ended_the_child(run_script: RunScript, ending: str, code: int) -> None:
+    """An atexit handler calling ``os._exit(3)``, or killed by SIGKILL (as
+    the OOM killer does): that exit code, the atexit step interrupted, and
+    no deadline expired (it did not). Report files do not accumulate in the
+    parent's report directory."""
     run = run_script(
+        f"ENDING = {ending}\n"
         """
 import glob, tempfile
 
 def child():
-    atexit.register(os._exit, 3)
+    atexit.register(ENDING)
 
 if __name__ == "__main__":
     os.mkdir("tmp")
@@ -520,6 +527,6 @@ if __name__ == "__main__":
     mark("dirs", len(dirs), "files-left", sum(len(os.listdir(d)) for d in dirs))
 """
     )
-    assert run.marks == ["report 3 3 False atexit None"] * 3 + ["dirs 1 files-left 0"], (
+    assert run.marks == [f"report {code} {code} False atexit None"] * 3 + ["dirs 1 files-left 0"], (
         run.explain()
     )

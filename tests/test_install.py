@@ -482,18 +482,23 @@ def test_run_directory_and_zip_like_python(tmp_path: Path, kind: str) -> None:
     )
 
 
+@pytest.mark.parametrize("timeout", ["0.5", "None"])
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
-def test_install_sigterm_cleanup_escalates_a_child_stuck_in_c(run_script: RunScript) -> None:
+def test_install_sigterm_cleanup_escalates_a_child_stuck_in_c(
+    run_script: RunScript, timeout: str
+) -> None:
     """install(sigterm="cleanup"): terminate() of a plain child stuck in a C
-    call ends it by SIGTERM soon after the deadline, as SafeProcess does."""
+    call ends it by SIGTERM soon after the deadline, as SafeProcess does;
+    with no deadline too."""
     run = run_script(
+        f"TIMEOUT = {timeout}\n"
         """
 def child(ready):
     ready.set()
     sum(range(10**13))  # holds the GIL: the handler never runs
 
 if __name__ == "__main__":
-    safe_mp.install(safe_mp.CleanupPolicy(sigterm="cleanup", timeout=0.5))
+    safe_mp.install(safe_mp.CleanupPolicy(sigterm="cleanup", timeout=TIMEOUT))
     c = plain_mp.get_context(METHOD)
     ready = c.Event()
     p = c.Process(target=child, args=(ready,))

@@ -79,6 +79,29 @@ def test_terminate_runs_cleanup_and_dies_by_sigterm(run_script: RunScript, busy:
         assert marks["trigger"] == "sigterm", run.explain()
 
 
+#: As on a platform where safeproc knows no ``struct sigaction`` layout:
+#: handlers cannot be made one-shot (module level, so that spawned and
+#: forkserver children, which import the main module, are alike).
+NO_ONE_SHOT = """
+from safeproc import _kernel
+_kernel._calls, _kernel._failed = None, True
+"""
+
+
+@pytest.mark.parametrize("busy", ["sleep", "python-loop"])
+def test_sigterm_cleanup_without_one_shot_handlers(run_script: RunScript, busy: str) -> None:
+    """Where handlers cannot be made one-shot, sigterm="cleanup" falls back to
+    plain signal handlers: cleanup runs, the child dies by SIGTERM, and
+    nothing raises into the child's code."""
+    run = run_script(NO_ONE_SHOT + SCENARIO.format(busy=BUSY[busy], sigterm="cleanup"))
+    assert run.returncode == 0, run.explain()
+    marks = dict(m.split(" ", 1) for m in run.marks)
+    assert marks["exitcode"] == str(-signal.SIGTERM), run.explain()
+    assert marks["atexit"] == marks["ready"] == marks["del"], run.explain()
+    assert marks["trigger"] == "sigterm", run.explain()
+    assert "Traceback" not in run.stderr, run.explain()
+
+
 def test_default_sigterm_policy_keeps_plain_behaviour(run_script: RunScript) -> None:
     """sigterm="default": terminate() kills at once, no cleanup, -15."""
     run = run_script(SCENARIO.format(busy=BUSY["sleep"], sigterm="default"))
