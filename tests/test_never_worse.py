@@ -288,15 +288,21 @@ def task(x):
 def fds():
     return len(os.listdir("/proc/self/fd"))
 
+def rss_kib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
     pool = ctx().Pool(2, maxtasksperchild=1)
-    before = fds()
+    assert pool.map(task, range(50), chunksize=1) == [x * 2 for x in range(50)]
+    before, rss_before = fds(), rss_kib()  # after the first workers came and went
     assert pool.map(task, range({tasks}), chunksize=1) == [x * 2 for x in range({tasks})]
-    during = fds()
+    during, rss_during = fds(), rss_kib()
     pool.close()
     pool.join()
     mark("fds-growth", max(0, during - before) <= 4)
+    mark("rss-flat", rss_during - rss_before <= 2048)
     mark("threads", threading.active_count())
     mark("after", fds())
 """
@@ -306,7 +312,7 @@ if __name__ == "__main__":
 @pytest.mark.timeout(300)
 def test_pool_recycling_holds_no_per_worker_resources(run_script: RunScript) -> None:
     """2,000 recycled workers under ``ulimit -n 128``: the pool finishes,
-    the parent's fds and threads stay flat, as plain."""
+    the parent's fds, threads and resident memory stay flat, as plain."""
     # 2,000 workers of a SafePool; the plain pool and the plain Pool's
     # processes under install() and run (patched, not replaced): 300 workers
     # under the same ulimit show any descriptor kept per worker (2 each).
@@ -319,7 +325,7 @@ def test_pool_recycling_holds_no_per_worker_resources(run_script: RunScript) -> 
         )
         for mode in SAFE_MODES
     ]
-    assert plain.marks[:2] == ["fds-growth True", "threads 1"], plain.explain()
+    assert plain.marks[:3] == ["fds-growth True", "rss-flat True", "threads 1"], plain.explain()
     _assert_same(plain, safes)
 
 
