@@ -642,6 +642,34 @@ if __name__ == "__main__":
     p.join(30)
     mark("received", n, "exitcode", p.exitcode)
 """,
+    "slow-readers": """
+def produce(jq, conn):
+    for i in range(30):
+        jq.put(bytes([i]) * (128 * 1024))  # the feeder thread flushes at exit
+    for i in range(30):
+        conn.send(bytes([i]) * (64 * 1024))
+    conn.close()
+
+if __name__ == "__main__":
+    jq = ctx().JoinableQueue()
+    here, there = ctx().Pipe(duplex=False)
+    p = ctx().Process(target=produce, args=(jq, there))
+    p.start()
+    there.close()
+    piped = []
+    for _ in range(30):
+        piped.append(here.recv()[0])
+        time.sleep(0.005)
+    queued = []
+    for _ in range(30):
+        queued.append(jq.get(timeout=30)[0])
+        jq.task_done()
+        time.sleep(0.005)
+    jq.join()
+    p.join(30)
+    mark("piped", piped == list(range(30)), "queued", queued == list(range(30)))
+    mark("exitcode", p.exitcode)
+""",
     "manager-in-child": """
 def child(q):
     with ctx().Manager() as m:
