@@ -102,6 +102,37 @@ def test_sigterm_cleanup_without_one_shot_handlers(run_script: RunScript, busy: 
     assert "Traceback" not in run.stderr, run.explain()
 
 
+def test_sigterm_while_the_plain_bootstrap_joins_threads(run_script: RunScript) -> None:
+    """terminate() while the plain bootstrap joins the child's non-daemon
+    thread (its target returned): the child dies by SIGTERM (-15) after
+    its cleanup, never by the deadline's SIGALRM (-14), and soon."""
+    run = run_script(
+        """
+        import threading
+
+        def child():
+            atexit.register(mark, "atexit", os.getpid())
+            threading.Thread(target=time.sleep, args=(3,)).start()
+            mark("target-done", os.getpid())
+
+        if __name__ == "__main__":
+            policy = safe_mp.CleanupPolicy(sigterm="cleanup", timeout=0.5)
+            p = ctx().Process(target=child, cleanup=policy)
+            p.start()
+            wait_for_mark("target-done")
+            time.sleep(0.3)  # the bootstrap is joining the thread now
+            started = time.monotonic()
+            p.terminate()
+            p.join(60)
+            mark("exitcode", p.exitcode, time.monotonic() - started < 2.5)
+        """
+    )
+    assert run.returncode == 0, run.explain()
+    marks = dict(m.split(" ", 1) for m in run.marks)
+    assert marks["exitcode"] == f"{-signal.SIGTERM} True", run.explain()
+    assert marks["atexit"] == marks["target-done"], run.explain()
+
+
 def test_default_sigterm_policy_keeps_plain_behaviour(run_script: RunScript) -> None:
     """sigterm="default": terminate() kills at once, no cleanup, -15."""
     run = run_script(SCENARIO.format(busy=BUSY["sleep"], sigterm="default"))
