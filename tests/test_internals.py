@@ -287,3 +287,43 @@ def test_one_shot_handlers_run_once_then_the_default_acts(way: str, loads_packag
     )
     assert run.returncode == -signal.SIGUSR1, run.stderr
     assert run.stdout.split() == ["True", str(loads_package)], run.stderr
+
+
+SIGTERM_AROUND_FINISH = """
+import os, signal, sys, time
+from safeproc import _cleanup, _sigterm
+from safeproc._policy import CleanupPolicy
+from safeproc._state import ChildExit
+
+state = ChildExit(CleanupPolicy(sigterm="cleanup"), forked=True, stdio="none", name="t")
+assert _sigterm.install_sigterm_cleanup(state, lambda s: sys.exit(5))
+when = sys.argv[1]
+
+def steps(state, plan):
+    if when == "during the sequence":
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler only notes it
+        time.sleep(0.05)
+
+_cleanup._run_sequence = steps
+_cleanup._exit_steps = lambda state: []
+_cleanup.finish_child(state, 0)
+if when == "after the sequence":
+    os.kill(os.getpid(), signal.SIGTERM)  # finished: dies at once
+    time.sleep(5)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("when", ["during the sequence", "after the sequence"])
+def test_sigterm_around_the_end_of_finish_child_dies_by_sigterm(when: str) -> None:
+    """SIGTERM during the exit sequence is noted and acted on once it ends;
+    SIGTERM after it (the phase says finished) ends the child at once: both
+    -15, never the exit code the bootstrap returned."""
+    run = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AROUND_FINISH, when],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == -signal.SIGTERM, run.stderr
