@@ -256,6 +256,17 @@ def test_escalator_signals_through_the_pidfd(monkeypatch: pytest.MonkeyPatch) ->
     assert target.pidfd is None
 
 
+def _python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run *script* in a fresh interpreter (signals and handlers are its own)."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 ONE_SHOT_SCRIPT = """
 import os, signal, sys, time
 from safeproc import _kernel
@@ -278,13 +289,7 @@ sys.exit(3)
 @pytest.mark.parametrize(("way", "loads_package"), [("extension", False), ("package", True)])
 def test_one_shot_handlers_run_once_then_the_default_acts(way: str, loads_package: bool) -> None:
     """make_one_shot sets SA_RESETHAND through _ctypes alone, or the ctypes package if it must."""
-    run = subprocess.run(
-        [sys.executable, "-c", ONE_SHOT_SCRIPT, way],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = _python(ONE_SHOT_SCRIPT, way)
     assert run.returncode == -signal.SIGUSR1, run.stderr
     assert run.stdout.split() == ["True", str(loads_package)], run.stderr
 
@@ -319,11 +324,5 @@ def test_sigterm_around_the_end_of_finish_child_dies_by_sigterm(when: str) -> No
     """SIGTERM during the exit sequence is noted and acted on once it ends;
     SIGTERM after it (the phase says finished) ends the child at once: both
     -15, never the exit code the bootstrap returned."""
-    run = subprocess.run(
-        [sys.executable, "-c", SIGTERM_AROUND_FINISH, when],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = _python(SIGTERM_AROUND_FINISH, when)
     assert run.returncode == -signal.SIGTERM, run.stderr
