@@ -100,6 +100,39 @@ if __name__ == "__main__":
     assert len(_assert_each_worker_finalized(run.marks, run.explain())) >= 6
 
 
+SAME_STDIO_EVERY_WORKER = """
+import threading
+from safeproc import _cleanup
+
+def stdio_mode(x):
+    time.sleep(0.05)  # both workers take a task
+    return _cleanup.running_child().stdio
+
+if __name__ == "__main__":
+    # The first workers start before the pool's own threads; replacements
+    # start while they (and a thread of the program's own) run.
+    with ctx().Pool(2, maxtasksperchild=1) as pool:
+        first = pool.map(stdio_mode, range(2), chunksize=1)
+        user_thread = threading.Thread(target=time.sleep, args=(1,))
+        user_thread.start()
+        later = pool.map(stdio_mode, range(6), chunksize=1)
+    user_thread.join()
+    mark("first", *sorted(set(first)), "later", *sorted(set(later)))
+"""
+
+
+def test_replacement_workers_handle_stdio_as_the_first(
+    run_script: RunScript, start_method: str
+) -> None:
+    """The default stdio policy resolves the same in every worker of a pool,
+    whatever threads the parent runs when each one starts: re-armed in every
+    forked worker, flushed at exit in every spawned one (docs/stdio.rst)."""
+    run = run_script(SAME_STDIO_EVERY_WORKER)
+    assert run.returncode == 0, run.explain()
+    mode = "flush" if start_method == "spawn" else "reopen"
+    assert run.marks == [f"first {mode} later {mode}"], run.explain()
+
+
 def test_recycled_workers_report_their_real_exit_code(run_script: RunScript) -> None:
     """Workers recycled by maxtasksperchild are reaped by the pool's own
     thread while safeproc collects their reports: every report carries the
