@@ -231,8 +231,8 @@ class _Target:
             self.pidfd = None
 
 
-#: An escalator thread with nothing left to do waits this long, then ends.
-_IDLE_EXIT = 0.5
+#: How often the escalator looks whether its children ended meanwhile.
+_POLL = 0.05
 
 
 class _Escalator:
@@ -281,20 +281,36 @@ class _Escalator:
 
         while True:
             with self._lock:
+                self._drop_ended()
                 if not self._queue:
-                    self._lock.wait(_IDLE_EXIT)
-                    if not self._queue:
-                        self._thread = None
-                        return
-                    continue
+                    # Nothing left that may need a signal: no thread stays
+                    # in the parent (a later fork would be multi-threaded).
+                    self._thread = None
+                    return
                 when, _, signum, target, last = self._queue[0]
                 now = time.monotonic()
                 if when > now:
-                    self._lock.wait(when - now)
+                    # Woken by schedule(), or to see whether children ended.
+                    self._lock.wait(min(when - now, _POLL))
                     continue
                 heapq.heappop(self._queue)
             target.send(signum)
             if last:
+                target.close()
+
+    def _drop_ended(self) -> None:
+        """Forget the signals queued for children that have ended (under the lock)."""
+        import heapq  # noqa: PLC0415 - loaded by _push already
+
+        ended: dict[int, _Target] = {}
+        for entry in self._queue:
+            target = entry[3]
+            if id(target) not in ended and target.ended():
+                ended[id(target)] = target
+        if ended:
+            self._queue = [entry for entry in self._queue if id(entry[3]) not in ended]
+            heapq.heapify(self._queue)
+            for target in ended.values():
                 target.close()
 
 

@@ -244,6 +244,9 @@ def test_stream_holding_libraries_keep_working(run_script: RunScript) -> None:
 NO_THREAD_LEFT = """
 import threading, warnings
 
+if SAFE and SIGTERM_POLICY == "cleanup":  # terminate() then escalates from a thread
+    safe_mp.set_default_cleanup(safe_mp.CleanupPolicy(sigterm="cleanup", timeout=0.3))
+
 def sleeper():
     time.sleep(60)
 
@@ -266,10 +269,13 @@ if __name__ == "__main__":
 """
 
 
-def test_terminate_leaves_no_thread_in_the_parent(run_script: RunScript) -> None:
-    """After terminate() the parent has no extra thread: a later fork under
-    ``-W error`` works as plain."""
-    plain, safes = _both(run_script, NO_THREAD_LEFT, args=("-W", "error"))
+@pytest.mark.parametrize("sigterm", ["default", "cleanup"])
+def test_terminate_leaves_no_thread_in_the_parent(run_script: RunScript, sigterm: str) -> None:
+    """After terminate() the parent has no extra thread (with
+    ``sigterm="cleanup"``, the one that makes sure the child ends is gone once
+    it is reaped): a later fork under ``-W error`` works as plain."""
+    body = f"SIGTERM_POLICY = {sigterm!r}\n" + NO_THREAD_LEFT
+    plain, safes = _both(run_script, body, args=("-W", "error"))
     assert plain.marks == ["terminated -15", "threads 1", "exitcode 0"], plain.explain()
     _assert_same(plain, safes)
 
