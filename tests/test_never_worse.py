@@ -49,8 +49,15 @@ def _both(
     return plain, safes
 
 
-def _assert_same(plain: Run, safes: list[Run]) -> None:
-    assert plain.returncode == 0, plain.explain()
+def _assert_same(plain: Run, safes: list[Run], *, plain_fails_on: str | None = None) -> None:
+    """Assert the same exit codes and marks, and that the deadline cut none of plain's work.
+
+    The plain run must succeed, unless *plain_fails_on* is given: then it may
+    fail, with that text in its stderr, and each safe run must fail alike.
+    """
+    if plain.returncode != 0:
+        assert plain_fails_on is not None, plain.explain()
+        assert plain_fails_on in plain.stderr, plain.explain()
     for safe in safes:
         assert safe.returncode == plain.returncode, safe.explain()
         assert safe.marks == plain.marks, f"plain:\n{plain.explain()}\nsafe:\n{safe.explain()}"
@@ -280,19 +287,32 @@ def test_terminate_leaves_no_thread_in_the_parent(run_script: RunScript, sigterm
     _assert_same(plain, safes)
 
 
+#: Defines ``open_fds()`` in a scenario: the parent's open descriptors, but
+#: for those on a shared library. safeproc's parent loads ``_ctypes`` for
+#: its children's one-shot signal handlers, and where libffi maps its
+#: trampolines from its own file (libffi 3.4+, Debian's 3.14 and 3.15) that
+#: holds one read-only, close-on-exec descriptor for the life of the
+#: process, as in any program that loads ctypes (documented in
+#: docs/concepts.rst). Every other descriptor is counted.
+OPEN_FDS = """
+import re
+
+def open_fds():
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        count += not re.search(r"\\.so(\\.\\d+)*$", target)
+    return count
+"""
+
 POOL_RECYCLING = """
 import resource, threading
-# safeproc loads ctypes in the parent (its one-shot signal handlers); with
-# libffi 3.4's static trampolines that import keeps one descriptor open on
-# libffi itself, once per process. Imported in both runs, so that what is
-# compared is what the pool holds.
-import ctypes
 
 def task(x):
     return x * 2
-
-def fds():
-    return len(os.listdir("/proc/self/fd"))
 
 def rss_kib():
     with open("/proc/self/statm") as f:
@@ -302,15 +322,15 @@ if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
     pool = ctx().Pool(2, maxtasksperchild=1)
     assert pool.map(task, range(50), chunksize=1) == [x * 2 for x in range(50)]
-    before, rss_before = fds(), rss_kib()  # after the first workers came and went
+    before, rss_before = open_fds(), rss_kib()  # after the first workers came and went
     assert pool.map(task, range({tasks}), chunksize=1) == [x * 2 for x in range({tasks})]
-    during, rss_during = fds(), rss_kib()
+    during, rss_during = open_fds(), rss_kib()
     pool.close()
     pool.join()
     mark("fds-growth", max(0, during - before) <= 4)
     mark("rss-flat", rss_during - rss_before <= 2048)
     mark("threads", threading.active_count())
-    mark("after", fds())
+    mark("after", open_fds())
 """
 
 
@@ -322,10 +342,11 @@ def test_pool_recycling_holds_no_per_worker_resources(run_script: RunScript) -> 
     # 2,000 workers of a SafePool; the plain pool and the plain Pool's
     # processes under install() and run (patched, not replaced): 300 workers
     # under the same ulimit show any descriptor kept per worker (2 each).
-    plain = run_script(SHORT_DEADLINE + POOL_RECYCLING.format(tasks=300), plain=True, timeout=60)
+    prefix = SHORT_DEADLINE + OPEN_FDS
+    plain = run_script(prefix + POOL_RECYCLING.format(tasks=300), plain=True, timeout=60)
     safes = [
         run_script(
-            SHORT_DEADLINE + POOL_RECYCLING.format(tasks=2000 if mode == "swap" else 300),
+            prefix + POOL_RECYCLING.format(tasks=2000 if mode == "swap" else 300),
             mode=mode,
             timeout=120,
         )
@@ -868,26 +889,12 @@ if __name__ == "__main__":
 
 
 #: Appended to each corpus program: what the parent holds once its main
-#: block is done (before the interpreter's exit joins anything). Not
-#: counted: a descriptor open on a shared library. safeproc's parent loads
-#: ``_ctypes`` for its children's one-shot signal handlers, and where libffi
-#: maps its trampolines from its own file (libffi 3.4+, Debian's 3.14 and
-#: 3.15) that holds one read-only, close-on-exec descriptor for the life of
-#: the process, as in any program that loads ctypes (documented in
-#: docs/concepts.rst). Every other descriptor is compared.
-LEFTOVERS = """
+#: block is done (before the interpreter's exit joins anything).
+LEFTOVERS = (
+    OPEN_FDS
+    + """
 if __name__ == "__main__":
-    import re, threading
-
-    def open_fds():
-        count = 0
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                target = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:  # the listing's own descriptor, closed by now
-                continue
-            count += not re.search(r"\\.so(\\.\\d+)*$", target)
-        return count
+    import threading
 
     mark(
         "left: threads", sorted(t.name.split("-")[0] for t in threading.enumerate()),
@@ -895,10 +902,11 @@ if __name__ == "__main__":
         "children", len(mp.active_children()),
     )
 """
+)
 
 #: What differs between any two runs: addresses in object reprs, random
 #: shared-memory names, process ids.
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]+|psm_[0-9a-f]+|pid=\d+")
+_VARYING = re.compile(r"0x[0-9a-fA-F]+|psm_[0-9a-f]+|pid=\d+")
 
 
 def _output_lines(text: str, *, frames: bool = True) -> list[str]:
@@ -913,7 +921,7 @@ def _output_lines(text: str, *, frames: bool = True) -> list[str]:
     lines = text.splitlines()
     if not frames:
         lines = [line for line in lines if not line[:1].isspace()]
-    return sorted(_ADDRESS.sub("0x?", line) for line in lines)
+    return sorted(_VARYING.sub("0x?", line) for line in lines)
 
 
 def _assert_same_output(plain: Run, safes: list[Run]) -> None:
@@ -961,10 +969,7 @@ def test_corpus_under_warnings_as_errors(run_script: RunScript, program: str) ->
     same way: same exit code, same data, same errors.
     """
     plain, safes = _both(run_script, CORPUS[program] + LEFTOVERS, args=WARNINGS_AS_ERRORS)
-    assert plain.returncode == 0 or "Warning" in plain.stderr, plain.explain()
-    for safe in safes:
-        assert safe.returncode == plain.returncode, safe.explain()
-        assert safe.marks == plain.marks, f"plain:\n{plain.explain()}\nsafe:\n{safe.explain()}"
+    _assert_same(plain, safes, plain_fails_on="Warning")
     _assert_same_output(plain, safes)
 
 
