@@ -21,10 +21,17 @@ if TYPE_CHECKING:
 
     from conftest import Run, RunScript
 
-#: Every way a user turns safeproc on (tests/conftest.py's MODES). The
-#: noxfile narrows it to the import swap on every Python but 3.11 and the
-#: newest (SAFEPROC_SAFE_MODES, FULL_CORPUS_PYTHONS), to keep CI within budget.
-SAFE_MODES = tuple(os.environ.get("SAFEPROC_SAFE_MODES", "swap,install,run").split(","))
+#: Every way a user turns safeproc on (tests/conftest.py's MODES but plain).
+#: The corpus (test_corpus_program_runs_as_plain) runs each of them on every
+#: Python.
+ALL_SAFE_MODES = ("swap", "install", "run")
+#: The modes the dedicated tests and the ``-W error`` corpus run. The noxfile
+#: narrows them to the import swap on every Python but 3.11 and the newest
+#: (SAFEPROC_SAFE_MODES, FULL_CORPUS_PYTHONS), to keep CI within budget.
+SAFE_MODES = tuple(os.environ.get("SAFEPROC_SAFE_MODES", ",".join(ALL_SAFE_MODES)).split(","))
+if not set(SAFE_MODES) <= set(ALL_SAFE_MODES):
+    msg = f"SAFEPROC_SAFE_MODES={','.join(SAFE_MODES)}: each must be one of {ALL_SAFE_MODES}"
+    raise ValueError(msg)
 
 #: safeproc's own exit steps, the only ones its deadline bounds.
 SAFEPROC_STEPS = {"atexit", "backends", "finalizers", "gc", "logging", "files", "stdio"}
@@ -940,8 +947,9 @@ def _assert_same_output(plain: Run, safes: list[Run]) -> None:
 @pytest.mark.parametrize("program", list(CORPUS))
 def test_corpus_program_runs_as_plain(run_script: RunScript, program: str) -> None:
     """Each corpus program gives the same exit codes, data, output and
-    leftovers in the parent (threads, fds, children) as plain."""
-    plain, safes = _both(run_script, CORPUS[program] + LEFTOVERS)
+    leftovers in the parent (threads, fds, children) as plain, in every
+    way a user turns safeproc on."""
+    plain, safes = _both(run_script, CORPUS[program] + LEFTOVERS, ALL_SAFE_MODES)
     assert len(plain.marks) > 1, plain.explain()
     assert plain.marks[-1].startswith("left: threads"), plain.explain()
     _assert_same(plain, safes)
