@@ -49,6 +49,12 @@ DEADLINE_SIGNAL = signal.SIGALRM
 GRACE = 1.0
 
 _UNSET: Any = object()
+#: The C module under :mod:`signal`. Its ``signal()`` and ``getsignal()``
+#: take and return plain ints where :mod:`signal`'s wrappers convert to and
+#: from enums: in a forked child each wrapped call copies a dozen inherited
+#: pages (about 50 µs), and the deadline makes three.
+_signal: Any = __import__("_signal")
+_SIGNUM = int(DEADLINE_SIGNAL)
 
 
 class Deadline:
@@ -70,9 +76,9 @@ class Deadline:
         if self.running or self.remaining is None or self.expired:
             return
         if self.previous is _UNSET:
-            self.previous = signal.getsignal(DEADLINE_SIGNAL)
-            signal.signal(DEADLINE_SIGNAL, self._on_signal)
-            _kernel.make_one_shot(DEADLINE_SIGNAL)
+            self.previous = _signal.getsignal(_SIGNUM)
+            _signal.signal(_SIGNUM, self._on_signal)
+            _kernel.make_one_shot(_SIGNUM)
         self.running = True
         signal.setitimer(signal.ITIMER_REAL, max(self.remaining, 1e-6), GRACE)
 
@@ -92,15 +98,15 @@ class Deadline:
             self.running = False
         if self.previous is not _UNSET and not self.expired:
             try:
-                signal.signal(DEADLINE_SIGNAL, self.previous)
+                _signal.signal(_SIGNUM, self.previous)
             except (TypeError, ValueError, OSError):
-                signal.signal(DEADLINE_SIGNAL, signal.SIG_DFL)
+                _signal.signal(_SIGNUM, _signal.SIG_DFL)
             self.previous = _UNSET
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 - signal API
         # The kernel already restored the default action (one-shot): make
         # the signal module agree, so nothing re-installs this handler.
-        signal.signal(DEADLINE_SIGNAL, signal.SIG_DFL)
+        _signal.signal(_SIGNUM, _signal.SIG_DFL)
         if not _kernel.available():
             # No one-shot here: the next tick must find the default action.
             signal.setitimer(signal.ITIMER_REAL, GRACE)

@@ -35,25 +35,35 @@ _KNOWN_LAYOUT = sys.platform.startswith("linux") and os.uname().machine in ("x86
 
 
 class _Calls:
-    """libc's ``sigaction`` and a ``struct sigaction`` buffer type, loaded once.
+    """libc's ``sigaction`` and one ``struct sigaction`` buffer, made once.
 
     Built on the ``_ctypes`` extension directly, as :mod:`ctypes` builds its
     own types: importing the :mod:`ctypes` package as well (and, from 3.14,
     :mod:`sysconfig` with it) costs every spawned child about 2 ms more.
     Where that fails, the package is used.
+
+    The buffer and the view of its ``sa_flags`` are made here, in the
+    process that loads this (a parent, before it forks): a forked child that
+    makes a handler one-shot then writes one page it inherited rather than
+    building ctypes objects, which copies about fifteen pages more. One
+    buffer is not reentrant, and need not be: a signal handler that calls
+    :func:`make_one_shot` (the SIGTERM one, through the exit sequence) never
+    returns to the code it interrupted.
     """
 
     def __init__(self) -> None:
         try:
-            self.sigaction, self.action_type = _from_ctypes_extension()
+            self.sigaction, action_type, flags_type = _from_ctypes_extension()
         except (ImportError, OSError, AttributeError, TypeError):
             import ctypes  # noqa: PLC0415 - only processes that need one-shot handlers
 
-            self.sigaction = ctypes.CDLL(None, use_errno=True).sigaction
-            self.action_type = ctypes.c_char * _SIGACTION_SIZE
+            self.sigaction = ctypes.CDLL(None).sigaction
+            action_type, flags_type = ctypes.c_char * _SIGACTION_SIZE, ctypes.c_uint32
+        self.action = action_type()
+        self.flags = flags_type.from_buffer(self.action, _SA_FLAGS_OFFSET)
 
 
-def _from_ctypes_extension() -> tuple[Any, Any]:
+def _from_ctypes_extension() -> tuple[Any, Any, Any]:
     # Typed as Any: typeshed describes the public ctypes API, not this use.
     _ctypes: Any = __import__("_ctypes")
 
@@ -62,17 +72,19 @@ def _from_ctypes_extension() -> tuple[Any, Any]:
     action = type(
         "sigaction_buffer", (_ctypes.Array,), {"_type_": char, "_length_": _SIGACTION_SIZE}
     )
+    flags = type("c_uint32", (_ctypes._SimpleCData,), {"_type_": "I"})
+    # errno is never read: without FUNCFLAG_USE_ERRNO a call does not swap it.
     function = type(
         "CFunction",
         (_ctypes.CFuncPtr,),
         {
-            "_flags_": _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO,
+            "_flags_": _ctypes.FUNCFLAG_CDECL,
             "_restype_": type("c_int", (_ctypes._SimpleCData,), {"_type_": "i"}),
         },
     )
     # CFuncPtr reads the library's handle from the second item.
     process = type("Process", (), {"_handle": _ctypes.dlopen(None, os.RTLD_NOW)})
-    return function(("sigaction", process)), action
+    return function(("sigaction", process)), action, flags
 
 
 _calls: _Calls | None = None
@@ -114,14 +126,9 @@ def make_one_shot(signum: int) -> bool:
     if calls is None:  # pragma: no cover - prepare() said it was available
         return False
     try:
-        action = calls.action_type()
-        if calls.sigaction(signum, None, action) != 0:
+        if calls.sigaction(signum, None, calls.action) != 0:
             return False
-        raw = bytearray(action.raw)
-        end = _SA_FLAGS_OFFSET + 4
-        flags = int.from_bytes(raw[_SA_FLAGS_OFFSET:end], sys.byteorder) | _SA_RESETHAND
-        raw[_SA_FLAGS_OFFSET:end] = flags.to_bytes(4, sys.byteorder)
-        action.raw = bytes(raw)
-        return bool(calls.sigaction(signum, action, None) == 0)
+        calls.flags.value |= _SA_RESETHAND
+        return bool(calls.sigaction(signum, calls.action, None) == 0)
     except (OSError, ValueError, TypeError, AttributeError):
         return False
