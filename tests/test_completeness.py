@@ -4,6 +4,8 @@ the cleanup report, each observed from outside the child."""
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from typing import TYPE_CHECKING
 
 import pytest
@@ -506,27 +508,35 @@ def test_report_says_what_ended_the_child(run_script: RunScript, ending: str, co
     the OOM killer does): that exit code, the atexit step interrupted, and
     no deadline expired (it did not). Report files do not accumulate in the
     parent's report directory."""
-    run = run_script(
-        f"ENDING = {ending}\n"
-        """
+    # Short, under the system's temporary directory: the forkserver's socket
+    # goes there too, and an AF_UNIX path under the test's own directory
+    # can pass the 108-byte limit (pytest numbers its base directories).
+    base = tempfile.mkdtemp(prefix="sp-")
+    try:
+        run = run_script(
+            f"ENDING = {ending}\n"
+            """
 import glob, tempfile
 
 def child():
     atexit.register(ENDING)
 
 if __name__ == "__main__":
-    os.mkdir("tmp")
-    tempfile.tempdir = os.path.abspath("tmp")  # the report directory goes here
+    base = os.environ["REPORT_BASE"]
+    tempfile.tempdir = base  # the report directory goes here
     for _ in range(3):
         p = ctx().Process(target=child, cleanup=safe_mp.CleanupPolicy(report=True))
         p.start()
         p.join(30)
         r = p.cleanup_report
         mark("report", p.exitcode, r.exitcode, r.deadline_expired, r.interrupted_step, r.hung_step)
-    dirs = glob.glob(os.path.join("tmp", "safeproc-reports-*"))
+    dirs = glob.glob(os.path.join(base, "safeproc-reports-*"))
     mark("dirs", len(dirs), "files-left", sum(len(os.listdir(d)) for d in dirs))
-"""
-    )
+""",
+            env={"REPORT_BASE": base},
+        )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     assert run.marks == [f"report {code} {code} False atexit None"] * 3 + ["dirs 1 files-left 0"], (
         run.explain()
     )
