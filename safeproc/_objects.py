@@ -60,13 +60,16 @@ def _std_stream_ids() -> set[int]:
 
 
 def _has_python_del(cls: type) -> bool:
-    """Tell whether a class in *cls*'s MRO defines ``__del__`` in Python.
+    """Tell whether *cls*'s ``__del__`` is written in Python.
 
-    (C types expose their finalizers as ``__del__`` too: files, generators,
-    sockets. Those are not released here; files are closed or flushed by
-    their own step.)
+    The one its instances' finalization calls: the first in the MRO, found
+    through the type's attribute cache. (C types expose their finalizers as
+    ``__del__`` too: files, generators, sockets. Those are not released
+    here; files are closed or flushed by their own step.) Walking the MRO's
+    dictionaries instead writes to each inherited class object it visits,
+    which in a forked child copies a page per class.
     """
-    return any(isinstance(vars(klass).get("__del__"), types.FunctionType) for klass in cls.__mro__)
+    return isinstance(getattr(cls, "__del__", None), types.FunctionType)
 
 
 def release_child_globals(*, main_only: bool = False) -> int:

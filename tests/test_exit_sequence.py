@@ -88,6 +88,44 @@ def test_child_cycles_atexit_and_finalizers_all_run_once(run_script: RunScript) 
     assert run.marks[-1] == "parent-exitcode 0"
 
 
+@pytest.mark.parametrize("age", ["young", "aged"])
+def test_child_cycles_are_collected_in_every_generation(run_script: RunScript, age: str) -> None:
+    """A child's cycle is collected at exit whether it is still in the
+    youngest generation or aged into an older one before it became garbage
+    (the exit collects the youngest alone only when nothing older is there)."""
+    run = run_script(
+        """
+        class Cycle:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                mark("del", os.getpid())
+
+        def child():
+            gc.set_threshold(2**31 - 1)  # no collection but the ones below
+            cycle = Cycle()
+            if sys.argv[1] == "aged":
+                gc.collect(0)  # still alive: it moves to an older generation
+                gc.collect(1)
+            young = any(obj is cycle for obj in gc.get_objects(generation=0))
+            mark("young", young, os.getpid())
+            del cycle  # garbage from here on, collected only at exit
+
+        if __name__ == "__main__":
+            p = ctx().Process(target=child)
+            p.start()
+            p.join()
+            mark("exitcode", p.exitcode)
+        """,
+        args_after=(age,),
+    )
+    assert run.returncode == 0, run.explain()
+    child_pid = run.marks[0].split()[-1]
+    assert run.marks == [f"young {age == 'young'} {child_pid}", f"del {child_pid}", "exitcode 0"], (
+        run.explain()
+    )
+
+
 def test_nothing_inherited_is_finalized_in_the_child(run_script: RunScript) -> None:
     """The parent's atexit handlers, finalizers and cyclic garbage never run in
     the child, even when the child's own code runs gc.collect()."""
