@@ -496,30 +496,32 @@ def collect_child_garbage(state: ChildExit) -> int:
     :mod:`safeproc._objects`), then a collection of what that freed. The
     inherited heap is frozen: neither touches it.
     """
-    found = _collect()
+    found = _collect(state)
     # A spawned child's modules are its own, torn down by its interpreter's
     # exit: only its main module's globals are released early (see
     # _hand_over_to_interpreter).
     released = _objects.release_child_globals(main_only=not state.forked)
     if released:
-        found += released + _collect()
+        found += released + gc.collect()
     return found
 
 
-def _collect() -> int:
+def _collect(state: ChildExit) -> int:
     """Collect every generation the collector sees; return what it found.
 
-    When only the youngest generation holds tracked objects (a child whose
-    objects never aged: the inherited heap is frozen, out of every
-    generation), collecting it finds what a full collection would: nothing
-    else is there to hold or be garbage. It skips the full collection's
-    last stage, which empties the interpreter's free lists: in a forked
-    child those cached objects lie in inherited pages, and freeing them
-    copies 40 to 70 pages (130-250 µs on 3.13-3.15).
+    In a forked child that has run no collection since its inherited heap
+    was frozen (out of every generation), every object the collector sees
+    is in the youngest generation: collecting that one finds what a full
+    collection would. It skips the full collection's last stage, which
+    empties the interpreter's free lists: in a forked child those cached
+    objects lie in inherited pages, and freeing them copies 40 to 70 pages
+    (130-250 µs on 3.13-3.15). Any collection since, automatic or the
+    program's, may have aged objects: then the collection is full.
     """
-    if gc.get_objects(generation=1) or gc.get_objects(generation=2):
-        return gc.collect()
-    return gc.collect(0)
+    boundary = state.boundary
+    if boundary is not None and _forks.collections_so_far() == boundary.collections:
+        return gc.collect(0)
+    return gc.collect()
 
 
 def shutdown_child_logging(state: ChildExit) -> int:

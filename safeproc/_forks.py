@@ -178,6 +178,7 @@ class Boundary:
     """What a forked child inherited, recorded where its inheritance ends."""
 
     __slots__ = (
+        "collections",
         "drawn_before_main",
         "finalizer_index",
         "logging_handlers",
@@ -185,8 +186,16 @@ class Boundary:
         "other_backends",
     )
 
-    def __init__(self) -> None:
-        """Record the inherited state of this process now."""
+    def __init__(self, collections: int) -> None:
+        """Record the inherited state of this process now.
+
+        *collections* is :func:`collections_so_far` when the inherited heap
+        was frozen, before the collector could run again.
+        """
+        #: How many collections had run when the inherited heap was frozen:
+        #: while none has run since, every object the collector sees is in
+        #: the youngest generation.
+        self.collections = collections
         #: Drawn by a forkserver child's marker, before its main-module import.
         self.drawn_before_main = False
         logging = sys.modules.get("logging")
@@ -218,11 +227,17 @@ def draw_boundary() -> Boundary:
     """
     # First: an allocation below must not collect the parent's garbage.
     gc.freeze()
+    collections = collections_so_far()
     resume_collection()
-    boundary = Boundary()
+    boundary = Boundary(collections)
     if not _compat.POPEN_RUNS_ATEXIT:
         _compat.clear_atexit()
     return boundary
+
+
+def collections_so_far() -> int:
+    """Return how many collections, of any generation, this process has run."""
+    return sum(generation["collections"] for generation in gc.get_stats())
 
 
 _pre_main_boundary: Boundary | None = None
