@@ -4,6 +4,7 @@ nothing it inherited is, for both backends and every start method."""
 from __future__ import annotations
 
 import sys
+import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
@@ -34,6 +35,16 @@ if __name__ == '__main__':
 """
 
 
+#: A child-made cycle whose finalizer marks the process it runs in.
+CYCLE = """
+class Cycle:
+    def __init__(self):
+        self.me = self
+    def __del__(self):
+        mark("del", os.getpid())
+"""
+
+
 def test_seed_program_prints_del_once_from_the_child(run_script: RunScript) -> None:
     """The issue's seed program prints 'call foo' then 'del' exactly once."""
     run = run_script(SEED)
@@ -45,13 +56,9 @@ def test_child_cycles_atexit_and_finalizers_all_run_once(run_script: RunScript) 
     """A child's cyclic __del__, atexit handlers and finalizers each run once,
     in a normal program's order."""
     run = run_script(
-        """
-        class Cycle:
-            def __init__(self):
-                self.me = self
-            def __del__(self):
-                mark("del", os.getpid())
-
+        CYCLE
+        + textwrap.dedent(
+            """
         class Target:
             pass
 
@@ -74,6 +81,7 @@ def test_child_cycles_atexit_and_finalizers_all_run_once(run_script: RunScript) 
             p.join()
             mark("parent-exitcode", p.exitcode)
         """
+        )
     )
     assert run.returncode == 0, run.explain()
     child_pid = run.marks[0].split()[1]
@@ -94,13 +102,9 @@ def test_child_cycles_are_collected_in_every_generation(run_script: RunScript, a
     youngest generation or aged into an older one before it became garbage
     (the exit collects the youngest alone only when nothing older is there)."""
     run = run_script(
-        """
-        class Cycle:
-            def __init__(self):
-                self.me = self
-            def __del__(self):
-                mark("del", os.getpid())
-
+        CYCLE
+        + textwrap.dedent(
+            """
         def child():
             gc.set_threshold(2**31 - 1)  # no collection but the ones below
             cycle = Cycle()
@@ -116,7 +120,8 @@ def test_child_cycles_are_collected_in_every_generation(run_script: RunScript, a
             p.start()
             p.join()
             mark("exitcode", p.exitcode)
-        """,
+        """
+        ),
         args_after=(age,),
     )
     assert run.returncode == 0, run.explain()
