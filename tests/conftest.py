@@ -173,6 +173,30 @@ RUNNER: dict[str, tuple[str, ...]] = {"run": ("-m", "safeproc", "run")}
 RUNNER.update(dict.fromkeys(("plain", "swap", "install"), ()))
 
 
+def _where_it_hung(pgid: int, mark_path: Path) -> str:
+    """Describe a hung scenario: its marks and processes; make each dump its threads.
+
+    Scenarios run with faulthandler on (``PYTHONFAULTHANDLER``), so SIGABRT
+    makes every Python process of the group print its threads' tracebacks
+    on the stderr the test collects, and then ends it.
+    """
+    marks = mark_path.read_text() if mark_path.exists() else ""
+    lines = [f"--- marks\n{marks}--- processes"]
+    for proc in psutil.process_iter(["pid", "ppid", "status", "num_threads", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(proc.pid) == pgid:
+                info = proc.info
+                cmdline = " ".join(info["cmdline"] or [])[:100]
+                lines.append(
+                    f"{info['pid']} (parent {info['ppid']}) {info['status']}, "
+                    f"{info['num_threads']} threads: {cmdline}"
+                )
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGABRT)
+    time.sleep(1.0)
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture
 def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
     """Return a function that runs a scenario program and collects its traces."""
@@ -212,6 +236,8 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
             msg = f"mode must be one of {MODES}, got {mode!r}"
             raise ValueError(msg)
         child_env["SAFEPROC_TEST_MODE"] = mode
+        # Tracebacks of every process if the scenario hangs (_where_it_hung).
+        child_env["PYTHONFAULTHANDLER"] = "1"
         # Buffering is part of what the tests observe: -u asks for it.
         child_env.pop("PYTHONUNBUFFERED", None)
         if plain:
@@ -231,12 +257,14 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
             try:
                 stdout, stderr = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
+                where = "" if hang_ok else _where_it_hung(proc.pid, mark_path)
                 os.killpg(proc.pid, signal.SIGKILL)
                 stdout, stderr = proc.communicate()
                 _assert_no_leftovers(token)
                 if not hang_ok:
                     pytest.fail(
-                        f"scenario hung for {timeout}s\n--- stdout\n{stdout!r}\n--- stderr\n"
+                        f"scenario hung for {timeout}s\n{where}--- stdout\n{stdout!r}\n"
+                        "--- stderr (ends with every process's threads)\n"
                         + stderr.decode(errors="replace")
                     )
                 hung = True

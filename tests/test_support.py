@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 from safeproc_testing import TEST_TOKEN_VARIABLE, assert_no_leftovers
+
+if TYPE_CHECKING:
+    from conftest import RunScript
 
 
 def test_a_process_left_behind_fails_and_is_killed() -> None:
@@ -36,3 +41,28 @@ def test_a_process_left_behind_fails_and_is_killed() -> None:
         sleeper.wait()
         if sleeper.stdout is not None:
             sleeper.stdout.close()
+
+
+@pytest.mark.parametrize("backend", ["stdlib"])
+@pytest.mark.parametrize("start_method", ["fork"])
+def test_a_hung_scenario_says_where_it_hung(run_script: RunScript) -> None:
+    """A scenario that outlives its timeout fails with its marks, its
+    processes and every thread's traceback, and leaves nothing behind."""
+    body = """
+def child():
+    time.sleep(60)
+
+if __name__ == "__main__":
+    p = ctx().Process(target=child)
+    p.start()
+    mark("started", p.pid)
+    p.join()
+"""
+    with pytest.raises(pytest.fail.Exception) as failure:
+        run_script(body, timeout=3)
+    message = str(failure.value)
+    assert "scenario hung for 3s" in message, message
+    assert re.search(r"--- marks\nstarted \d+\n--- processes\n", message), message
+    # faulthandler's dump: the parent waits in join(), the child sleeps.
+    assert re.search(r'File ".*scenario\.py", line \d+ in <module>', message), message
+    assert re.search(r'File ".*scenario\.py", line \d+ in child', message), message
