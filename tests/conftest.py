@@ -177,23 +177,31 @@ def _where_it_hung(pgid: int, mark_path: Path) -> str:
     """Describe a hung scenario: its marks and processes; make each dump its threads.
 
     Scenarios run with faulthandler on (``PYTHONFAULTHANDLER``), so SIGABRT
-    makes every Python process of the group print its threads' tracebacks
-    on the stderr the test collects, and then ends it.
+    makes a Python process print its threads' tracebacks on the stderr the
+    test collects, and then ends it: one process at a time, each dump
+    finished before the next starts, as they share that stderr.
     """
     marks = mark_path.read_text() if mark_path.exists() else ""
     lines = [f"--- marks\n{marks}--- processes"]
+    group = []
     for proc in psutil.process_iter(["pid", "ppid", "status", "num_threads", "cmdline"]):
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, OSError):
             if os.getpgid(proc.pid) == pgid:
+                group.append(proc)
                 info = proc.info
                 cmdline = " ".join(info["cmdline"] or [])[:100]
                 lines.append(
                     f"{info['pid']} (parent {info['ppid']}) {info['status']}, "
                     f"{info['num_threads']} threads: {cmdline}"
                 )
-    with contextlib.suppress(OSError):
-        os.killpg(pgid, signal.SIGABRT)
-    time.sleep(1.0)
+    for proc in group:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGABRT)
+        end = time.monotonic() + 2.0
+        # Until it has ended (never reaped here: Popen reaps its own child).
+        with contextlib.suppress(psutil.Error):
+            while proc.status() != psutil.STATUS_ZOMBIE and time.monotonic() < end:
+                time.sleep(0.02)
     return "\n".join(lines) + "\n"
 
 
@@ -258,7 +266,8 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
                 stdout, stderr = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 where = "" if hang_ok else _where_it_hung(proc.pid, mark_path)
-                os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # all ended there
+                    os.killpg(proc.pid, signal.SIGKILL)
                 stdout, stderr = proc.communicate()
                 _assert_no_leftovers(token)
                 if not hang_ok:
