@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
+from safeproc_testing import TEST_TOKEN_VARIABLE, describe, token_processes
 from safeproc_testing import assert_no_leftovers as _assert_no_leftovers
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ RUNNER: dict[str, tuple[str, ...]] = {"run": ("-m", "safeproc", "run")}
 RUNNER.update(dict.fromkeys(("plain", "swap", "install"), ()))
 
 
-def _where_it_hung(pgid: int, mark_path: Path) -> str:
+def _where_it_hung(token: str, mark_path: Path) -> str:
     """Describe a hung scenario: its marks and processes; make each dump its threads.
 
     Scenarios run with faulthandler on (``PYTHONFAULTHANDLER``), so SIGABRT
@@ -183,18 +184,12 @@ def _where_it_hung(pgid: int, mark_path: Path) -> str:
     """
     marks = mark_path.read_text() if mark_path.exists() else ""
     lines = [f"--- marks\n{marks}--- processes"]
-    group = []
-    for proc in psutil.process_iter(["pid", "ppid", "status", "num_threads", "cmdline"]):
-        with contextlib.suppress(psutil.Error, OSError):
-            if os.getpgid(proc.pid) == pgid:
-                group.append(proc)
-                info = proc.info
-                cmdline = " ".join(info["cmdline"] or [])[:100]
-                lines.append(
-                    f"{info['pid']} (parent {info['ppid']}) {info['status']}, "
-                    f"{info['num_threads']} threads: {cmdline}"
-                )
-    for proc in group:
+    processes = token_processes(TEST_TOKEN_VARIABLE, token)
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            state = f"parent {proc.ppid()}, {proc.status()}, {proc.num_threads()} threads"
+            lines.append(f"{describe(proc)} [{state}]")
+    for proc in processes:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGABRT)
         end = time.monotonic() + 2.0
@@ -236,7 +231,7 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
         token = uuid.uuid4().hex
         child_env = dict(os.environ)
         child_env.update(env or {})
-        child_env["SAFEPROC_TEST_TOKEN"] = token
+        child_env[TEST_TOKEN_VARIABLE] = token
         child_env.pop("SAFEPROC_TEST_PLAIN", None)
         if plain:
             mode = "plain"
@@ -265,7 +260,7 @@ def run_script(tmp_path: Path, backend: str, start_method: str) -> RunScript:
             try:
                 stdout, stderr = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
-                where = "" if hang_ok else _where_it_hung(proc.pid, mark_path)
+                where = "" if hang_ok else _where_it_hung(token, mark_path)
                 with contextlib.suppress(ProcessLookupError):  # all ended there
                     os.killpg(proc.pid, signal.SIGKILL)
                 stdout, stderr = proc.communicate()
